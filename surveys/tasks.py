@@ -1,0 +1,44 @@
+"""Celery tasks for the survey side. Each is thin: it takes ids and calls one service, which is
+idempotent, so a task delivered twice is harmless."""
+
+from smtplib import SMTPException
+
+from celery import shared_task
+
+from . import services
+from .models import Wave
+
+
+@shared_task
+def run_survey_tick() -> dict:
+    """Beat, every minute: open due waves, close ended ones, enqueue unsent invitations."""
+    opened = services.waves_open_due()
+    closed = services.waves_close_due()
+    enqueued = services.invitations_enqueue_due()
+    return {"opened": [w.pk for w in opened], "closed": closed, "enqueued": enqueued}
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def populate_wave(wave_id: int) -> int:
+    """Create a newly opened wave's invitations and enqueue their sending."""
+    wave = Wave.objects.select_related("program").get(pk=wave_id)
+    return services.invitations_create(wave=wave)
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(SMTPException, ConnectionError, OSError),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=8,
+)
+def send_invitations(invitation_ids: list[int]) -> int:
+    """Email one batch of invitations over one SMTP connection."""
+    return services.invitations_send(invitation_ids=invitation_ids)
+
+
+@shared_task
+def reconcile_surveys() -> int:
+    """Beat, every five minutes: put invitations stuck in flight back in the queue."""
+    return services.invitations_enqueue_due()
