@@ -6,6 +6,12 @@ from nps_project import roles
 from tests.factories import UserFactory
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """PBKDF2's many rounds cost most of a second per persona; tests do not need them."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def admin_user(db):
     return UserFactory(username="ada", role=roles.ADMIN, is_staff=True, is_superuser=True)
