@@ -1,2 +1,8 @@
+from django.urls import path
+
+from . import views
+
 app_name = "scoring"
-urlpatterns = []
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+]
