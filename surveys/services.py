@@ -108,14 +108,14 @@ def _mark_skipped_periods(*, program: Program, cadence: Cadence, before: dt.date
     Wave.objects.bulk_create(skipped, ignore_conflicts=True)
 
 
-def waves_open_due(*, now: dt.datetime | None = None) -> list[Wave]:
-    """The beat tick: open the current period's wave of every active program that lacks one.
+def programs_due(*, now: dt.datetime | None = None) -> list[tuple[Program, dt.date]]:
+    """Active programs whose current period has no wave yet and is still open for answers.
 
     Only the current period is considered, so after downtime one wave opens, not one per
     missed period; a period whose response window has already passed is not opened at all.
     """
     now = now or timezone.now()
-    opened = []
+    due = []
     for program in Program.objects.filter(is_active=True):
         cadence = Cadence.of(program)
         period = cadence.period_on_or_before(now)
@@ -124,6 +124,15 @@ def waves_open_due(*, now: dt.datetime | None = None) -> list[Wave]:
         closes_at = cadence.opens_at(period) + dt.timedelta(days=program.response_window_days)
         if now >= closes_at:
             continue
+        if not Wave.objects.filter(program=program, period_start=period).exists():
+            due.append((program, period))
+    return due
+
+
+def waves_open_due(*, now: dt.datetime | None = None) -> list[Wave]:
+    """The beat tick: open the current period's wave of every program in ``programs_due``."""
+    opened = []
+    for program, period in programs_due(now=now):
         wave, created = wave_open(program=program, period_start=period)
         if created:
             logger.info("Opened wave %s (%s)", wave.pk, wave)
@@ -175,7 +184,12 @@ def eligible_contacts(*, wave: Wave):
             region_q |= Q(partner__region__iexact=region)
         contacts = contacts.filter(region_q)
     throttle_since = wave.opens_at - dt.timedelta(days=program.throttle_days)
-    recently_invited = Invitation.objects.filter(created_at__gte=throttle_since).exclude(wave=wave)
+    # An invitation cancelled or failed before it reached the contact did not survey them.
+    recently_invited = (
+        Invitation.objects.filter(created_at__gte=throttle_since)
+        .exclude(status__in=[Invitation.Status.CANCELLED, Invitation.Status.FAILED])
+        .exclude(wave=wave)
+    )
     return contacts.exclude(pk__in=recently_invited.values("contact_id")).exclude(
         pk__in=Invitation.objects.filter(wave=wave).values("contact_id")
     )
@@ -353,7 +367,7 @@ def invitation_for_token(token: str) -> Invitation | None:
     """The invitation a survey link belongs to, or None for an unknown token. Reads only."""
     from .tokens import looks_like_token
 
-    if not looks_like_token(token):
+    if not isinstance(token, str) or not token.isascii() or not looks_like_token(token):
         return None
     return (
         Invitation.objects.select_related("wave__program", "contact__partner", "response")
@@ -449,3 +463,22 @@ def contact_opt_out(*, contact_id: int, now: dt.datetime | None = None) -> bool:
             status=Invitation.Status.CANCELLED, last_error="The contact opted out."
         )
     return bool(changed)
+
+
+@transaction.atomic
+def contacts_resubscribe(*, contact_ids: Iterable[int]) -> list[Contact]:
+    """Clear the opt-out of the given contacts (an admin's decision, e.g. the contact asked by
+    email to be surveyed again). Returns the contacts that were opted out and now are not; the
+    others are left alone, so calling it twice is harmless. The caller checks the permission."""
+    contacts = list(
+        Contact.objects.select_for_update()
+        .filter(pk__in=list(contact_ids), opted_out_at__isnull=False)
+        .order_by("pk")
+    )
+    if contacts:
+        Contact.objects.filter(pk__in=[c.pk for c in contacts]).update(
+            opted_out_at=None, updated_at=timezone.now()
+        )
+        for contact in contacts:
+            contact.opted_out_at = None
+    return contacts
