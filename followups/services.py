@@ -10,7 +10,7 @@ from smtplib import SMTPException
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -67,14 +67,21 @@ def followup_pick_assignee(*, partner) -> User | None:
 
 
 def followup_for_response(
-    *, response: Response, revised_from: tuple | None = None, now: dt.datetime | None = None
+    *,
+    response: Response,
+    revised_from: tuple | None = None,
+    now: dt.datetime | None = None,
+    sla_from: dt.datetime | None = None,
 ) -> FollowUp | None:
     """Make sure a detractor response has its one follow-up; note a revised answer on it.
 
     Idempotent: a second call for the same response returns the existing follow-up. Called
-    inside ``response_submit``'s transaction, and by the reconciliation sweep.
+    inside ``response_submit``'s transaction, and by the reconciliation sweep. The due time
+    counts from ``sla_from`` (default ``now``), so a follow-up repaired late is due when it
+    would have been.
     """
     now = now or timezone.now()
+    sla_from = sla_from or now
     existing = FollowUp.objects.filter(response=response).first()
     if existing is not None:
         if revised_from is not None and revised_from != (response.score, response.comment):
@@ -96,7 +103,7 @@ def followup_for_response(
             partner=response.partner,
             assignee=assignee,
             priority=FollowUp.Priority.HIGH if response.score <= 3 else FollowUp.Priority.NORMAL,
-            due_at=add_business_days(now, settings.NPS_FOLLOWUP_SLA_BUSINESS_DAYS),
+            due_at=add_business_days(sla_from, settings.NPS_FOLLOWUP_SLA_BUSINESS_DAYS),
             created_at=now,
         )
         FollowUpEvent.objects.create(
@@ -118,16 +125,33 @@ def followup_for_response(
     return followup
 
 
-def followups_reconcile() -> int:
-    """Create the follow-up of every detractor response that lacks one. Returns how many."""
-    missing = Response.objects.filter(
-        category=Response.Category.DETRACTOR, followup__isnull=True
-    ).select_related("partner__account_owner")
+def followups_reconcile(*, limit: int = 1000) -> int:
+    """Create the follow-up of every detractor response that lacks one (up to ``limit`` per run).
+    Returns how many were created.
+
+    The ids are read first: iterating a cursor over the table being repaired is undefined on
+    SQLite. Each repair has its own transaction; one that a concurrent ``response_submit`` got to
+    first is skipped.
+    """
+    missing = list(
+        Response.objects.filter(category=Response.Category.DETRACTOR, followup__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
     repaired = 0
-    for response in missing.iterator(chunk_size=500):
-        with transaction.atomic():
-            followup_for_response(response=response)
-            repaired += 1
+    for response_id in missing:
+        try:
+            with transaction.atomic():
+                response = Response.objects.select_related("partner__account_owner").get(
+                    pk=response_id
+                )
+                if FollowUp.objects.filter(response=response).exists():
+                    continue
+                # The answer became a detractor at its last save: the SLA counts from then.
+                followup_for_response(response=response, sla_from=response.updated_at)
+                repaired += 1
+        except IntegrityError:
+            continue
     if repaired:
         logger.warning("Reconciliation created %s missing follow-ups", repaired)
     return repaired
@@ -330,7 +354,10 @@ def change_link_followups(*, change_id: int, followup_ids, by) -> int:
     """Link follow-ups to a change; linking one twice is a no-op. Returns how many were new."""
     _check_can_log_changes(by)
     change = Change.objects.select_for_update().get(pk=change_id)
-    wanted = set(int(pk) for pk in followup_ids)
+    try:
+        wanted = {int(pk) for pk in followup_ids}
+    except (TypeError, ValueError):
+        raise ValidationError(_("Follow-ups are named by their numbers.")) from None
     found = set(FollowUp.objects.filter(pk__in=wanted).values_list("pk", flat=True))
     if wanted - found:
         raise ValidationError(
@@ -395,14 +422,22 @@ def change_notify_partners(*, change_id: int, by) -> int:
     followup_ids = list(change.followups.values_list("pk", flat=True))
     if not followup_ids:
         raise ValidationError(_("Link the follow-ups this change answers first."))
+    # Only follow-ups without a notice of this change get one: a notice already queued is in the
+    # hands of its task (and of the stale sweep), so asking twice enqueues nothing new.
+    told = set(
+        PartnerNotice.objects.filter(change=change, followup_id__in=followup_ids).values_list(
+            "followup_id", flat=True
+        )
+    )
+    new_ids = [pk for pk in followup_ids if pk not in told]
     PartnerNotice.objects.bulk_create(
-        [PartnerNotice(change=change, followup_id=pk, requested_by=by) for pk in followup_ids],
+        [PartnerNotice(change=change, followup_id=pk, requested_by=by) for pk in new_ids],
         ignore_conflicts=True,
     )
     queued = list(
-        PartnerNotice.objects.filter(change=change, status=PartnerNotice.Status.QUEUED).values_list(
-            "pk", flat=True
-        )
+        PartnerNotice.objects.filter(
+            change=change, followup_id__in=new_ids, status=PartnerNotice.Status.QUEUED
+        ).values_list("pk", flat=True)
     )
     from . import tasks
 
@@ -462,8 +497,16 @@ def notice_send(*, notice_id: int) -> bool:
     try:
         notice_message(notice).send()
     except (SMTPException, OSError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        if notice.attempts >= settings.NPS_SEND_MAX_ATTEMPTS:
+            # Give up: without this the stale sweep would queue the notice again forever.
+            logger.warning("Partner notice %s failed for good: %s", notice_id, reason)
+            PartnerNotice.objects.filter(pk=notice_id).update(
+                status=PartnerNotice.Status.FAILED, last_error=reason
+            )
+            return False
         PartnerNotice.objects.filter(pk=notice_id).update(
-            status=PartnerNotice.Status.QUEUED, last_error=f"{type(exc).__name__}: {exc}"[:1000]
+            status=PartnerNotice.Status.QUEUED, last_error=reason
         )
         raise
     now = timezone.now()
