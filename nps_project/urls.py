@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from . import outbox
+
 urlpatterns = [
     path("", include("followups.urls")),
     path("s/", include("surveys.urls")),
@@ -9,4 +11,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("outbox/", outbox.outbox_list, name="outbox"),
+    path("outbox/<str:name>/", outbox.outbox_message, name="outbox-message"),
 ]

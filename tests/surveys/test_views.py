@@ -1,0 +1,491 @@
+"""The partner's pages: the survey form, the thank-you page and the unsubscribe page.
+
+The token in the link is the partner's only credential; opening any of these pages (GET, HEAD)
+must change nothing, because mail security scanners open every link in an email.
+"""
+
+import datetime as dt
+import re
+
+import pytest
+import time_machine
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from followups.models import FollowUp, FollowUpEvent
+from surveys.models import Contact, Invitation, InvitationToken, Response, Wave
+from surveys.services import response_submit, token_issue
+from tests.factories import (
+    ContactFactory,
+    InvitationFactory,
+    PartnerFactory,
+    ProgramFactory,
+    UserFactory,
+    WaveFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+UNKNOWN_TOKEN = "A" * 32  # the shape of a real token, but never issued
+
+
+def respond_url(token: str) -> str:
+    return reverse("surveys:respond", args=[token])
+
+
+def thanks_url(token: str) -> str:
+    return reverse("surveys:thanks", args=[token])
+
+
+def unsubscribe_url(token: str) -> str:
+    return reverse("surveys:unsubscribe", args=[token])
+
+
+def checked_scores(html: str) -> list[str]:
+    return re.findall(r'<input type="radio" name="score" value="(\d+)"[^>]*\bchecked\b', html)
+
+
+@pytest.fixture
+def invitation():
+    program = ProgramFactory(
+        sender_name="Northwind Partner Program",
+        question="How likely are you to recommend Northwind to a colleague?",
+        why_prompt="What is the main reason for your score?",
+    )
+    partner = PartnerFactory(name="Contoso Systems")
+    contact = ContactFactory(partner=partner, name="Anna Schmidt", email="anna@contoso.example")
+    return InvitationFactory(wave=WaveFactory(program=program), contact=contact)
+
+
+@pytest.fixture
+def token(invitation):
+    return token_issue(invitation=invitation)
+
+
+def state_snapshot(invitation):
+    """Everything a page view could be tempted to write."""
+    invitation = Invitation.objects.get(pk=invitation.pk)
+    contact = Contact.objects.get(pk=invitation.contact_id)
+    return {
+        "responses": Response.objects.count(),
+        "followups": FollowUp.objects.count(),
+        "events": FollowUpEvent.objects.count(),
+        "tokens": InvitationToken.objects.count(),
+        "invitation": (
+            invitation.status,
+            invitation.updated_at,
+            invitation.first_opened_at,
+            invitation.reminders_sent,
+        ),
+        "contact": (contact.updated_at, contact.opted_out_at),
+        "wave": Wave.objects.values_list("status", "updated_at").get(pk=invitation.wave_id),
+    }
+
+
+# --- Opening the link records nothing ---------------------------------------------------------
+
+
+def test_the_form_shows_the_question_eleven_scores_and_the_why_prompt(client, token):
+    page = client.get(respond_url(token))
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "How likely are you to recommend Northwind to a colleague?" in html
+    assert "<legend><h1>How likely are you to recommend Northwind" in html
+    assert re.findall(r'<input type="radio" name="score" value="(\d+)"', html) == [
+        str(n) for n in range(11)
+    ]
+    assert "0 = Not at all likely" in html and "10 = Extremely likely" in html
+    assert "What is the main reason for your score?" in html
+    assert 'name="csrfmiddlewaretoken"' in html
+    assert "Hello Anna Schmidt," in html
+    assert checked_scores(html) == []
+
+
+def test_the_form_is_a_partner_page_without_the_staff_bar(client, token):
+    html = client.get(respond_url(token)).content.decode()
+
+    assert '<body class="partner">' in html
+    assert 'class="topbar"' not in html
+    assert "Northwind Partner Program" in html  # the program's sender name is the brand
+    assert reverse("followups:change-list") not in html
+
+
+def test_partner_pages_are_not_cached_indexed_or_referred(client, token):
+    for url in (respond_url(token), unsubscribe_url(token)):
+        page = client.get(url)
+        assert page["Cache-Control"] == "no-store"
+        assert page["X-Robots-Tag"] == "noindex, nofollow"
+        assert '<meta name="robots" content="noindex, nofollow">' in page.content.decode()
+    # The form page posts to itself with Django's CSRF check, which rejects the "Origin: null"
+    # that browsers send under "no-referrer"; "same-origin" keeps the link from other sites.
+    assert client.get(respond_url(token))["Referrer-Policy"] == "same-origin"
+    assert client.get(unsubscribe_url(token))["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_form_loads_nothing_from_other_sites_and_needs_no_javascript(client, token):
+    html = client.get(respond_url(token)).content.decode()
+
+    assert "<script" not in html
+    for url in re.findall(r'(?:src|href|action)="([^"]*)"', html):
+        assert url.startswith(("/", "#")), url
+
+
+def test_get_head_and_score_links_change_nothing(client, invitation, token):
+    before = state_snapshot(invitation)
+
+    urls = [respond_url(token), thanks_url(token), unsubscribe_url(token)]
+    urls += [f"{respond_url(token)}?score={n}" for n in range(11)]
+    for url in urls:
+        assert client.get(url).status_code in (200, 302)
+        assert client.head(url).status_code in (200, 302)
+
+    assert state_snapshot(invitation) == before
+
+
+def test_opening_the_form_of_an_answered_survey_changes_nothing(client, invitation, token):
+    response_submit(invitation_id=invitation.pk, score=3, comment="Slow support")
+    before = state_snapshot(invitation)
+
+    assert client.get(respond_url(token) + "?score=9").status_code == 200
+    assert client.head(thanks_url(token)).status_code == 200
+
+    assert state_snapshot(invitation) == before
+
+
+def test_form_get_takes_one_query(client, invitation, token, django_assert_num_queries):
+    response_submit(invitation_id=invitation.pk, score=3, comment="Slow support")
+    # One: the invitation by its token hash, joined with wave, program, contact, partner and
+    # response. No session is read (the partner has none) and nothing is written.
+    with django_assert_num_queries(1):
+        assert client.get(respond_url(token)).status_code == 200
+
+
+@pytest.mark.parametrize("score", range(11))
+def test_a_score_link_preselects_that_score(client, token, score):
+    page = client.get(f"{respond_url(token)}?score={score}")
+
+    assert page.status_code == 200
+    assert checked_scores(page.content.decode()) == [str(score)]
+
+
+@pytest.mark.parametrize("value", ["11", "-1", "abc", "07", "7.0", " 7", "", "٣"])
+def test_an_invalid_score_in_the_link_is_ignored(client, token, value):
+    page = client.get(respond_url(token), {"score": value})
+
+    assert page.status_code == 200
+    assert checked_scores(page.content.decode()) == []
+
+
+# --- Answering ----------------------------------------------------------------------------------
+
+
+def test_posting_an_answer_records_it_and_redirects_to_thanks(client, invitation, token):
+    owner = UserFactory(username="owen")
+    invitation.contact.partner.account_owner = owner
+    invitation.contact.partner.save()
+
+    page = client.post(respond_url(token), {"score": "8", "comment": "  Good, pricier now. "})
+
+    assert page.status_code == 302
+    assert page["Location"] == thanks_url(token)
+    response = Response.objects.get()
+    assert (response.invitation_id, response.score, response.category) == (
+        invitation.pk,
+        8,
+        "passive",
+    )
+    assert response.comment == "Good, pricier now."
+    assert (response.tier, response.partner_type, response.region) == ("Gold", "Reseller", "EMEA")
+    assert response.account_owner == owner
+    assert FollowUp.objects.count() == 0
+
+
+def test_the_thank_you_page_follows_the_answer(client, token):
+    page = client.post(respond_url(token), {"score": "10", "comment": ""}, follow=True)
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Thank you, Anna Schmidt!" in html
+    assert "We have your answer: 10 out of 10." in html
+    assert "in touch" not in html
+    assert f'href="{respond_url(token)}"' in html  # change the answer while the wave is open
+
+
+def test_a_detractor_is_told_someone_will_be_in_touch(client, token):
+    page = client.post(respond_url(token), {"score": "2", "comment": "Slow"}, follow=True)
+
+    assert "Someone from our team will be in touch within 2 business days" in (
+        page.content.decode()
+    )
+
+
+def test_revising_the_answer_updates_the_same_response(client, invitation, token):
+    client.post(respond_url(token), {"score": "9", "comment": "Great"})
+    first = Response.objects.get()
+
+    client.post(respond_url(token), {"score": "7", "comment": "Good, but slower lately"})
+
+    response = Response.objects.get()
+    assert response.pk == first.pk
+    assert (response.score, response.category, response.comment) == (
+        7,
+        "passive",
+        "Good, but slower lately",
+    )
+    assert response.submitted_at == first.submitted_at
+
+
+def test_a_detractor_answer_creates_exactly_one_followup(client, token):
+    client.post(respond_url(token), {"score": "3", "comment": "Support takes days"})
+    client.post(respond_url(token), {"score": "1", "comment": "Worse than I said"})
+
+    followup = FollowUp.objects.get()
+    assert followup.response == Response.objects.get()
+    assert followup.response.score == 1
+
+
+def test_an_answered_survey_shows_the_answer_and_until_when_it_can_change(
+    client, invitation, token
+):
+    wave = invitation.wave
+    Wave.objects.filter(pk=wave.pk).update(
+        opens_at=dt.datetime(2027, 1, 15, 9, tzinfo=dt.UTC),
+        closes_at=dt.datetime(2027, 1, 29, 9, tzinfo=dt.UTC),
+    )
+    response_submit(
+        invitation_id=invitation.pk,
+        score=6,
+        comment="Portal is slow",
+        now=dt.datetime(2027, 1, 16, 12, tzinfo=dt.UTC),
+    )
+
+    with time_machine.travel(dt.datetime(2027, 1, 20, 12, tzinfo=dt.UTC)):
+        html = client.get(respond_url(token)).content.decode()
+
+    assert "You answered 6 on Jan. 16, 2027; you can change your answer until " in html
+    assert "Jan. 29, 2027, 9 a.m. (UTC)" in html
+    assert checked_scores(html) == ["6"]
+    assert "Portal is slow</textarea>" in html
+    assert "Update my answer" in html
+
+
+BAD_ANSWERS = [
+    pytest.param({"comment": "No score"}, "Choose a score from 0 to 10.", id="missing"),
+    pytest.param({"score": "11"}, "Choose a score from 0 to 10.", id="eleven"),
+    pytest.param({"score": "-1"}, "Choose a score from 0 to 10.", id="negative"),
+    pytest.param({"score": "abc"}, "Choose a score from 0 to 10.", id="letters"),
+    pytest.param({"score": "7.5"}, "Choose a score from 0 to 10.", id="fraction"),
+    pytest.param(
+        {"score": "5", "comment": "x" * 5001},
+        "Please keep your answer under 5,000 characters",
+        id="long-comment",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), BAD_ANSWERS)
+def test_a_bad_answer_shows_the_form_again_and_stores_nothing(
+    client, invitation, token, data, message
+):
+    before = state_snapshot(invitation)
+
+    page = client.post(respond_url(token), data)
+
+    assert page.status_code == 400
+    html = page.content.decode()
+    assert message in html
+    assert 'role="alert"' in html
+    assert "<form" in html
+    assert state_snapshot(invitation) == before
+
+
+def test_a_bad_answer_keeps_what_the_partner_wrote(client, token):
+    html = client.post(respond_url(token), {"comment": "Keep <this> text"}).content.decode()
+
+    assert "Keep &lt;this&gt; text</textarea>" in html
+
+
+def test_a_bad_revision_keeps_the_first_answer(client, invitation, token):
+    client.post(respond_url(token), {"score": "9", "comment": "Great"})
+
+    assert client.post(respond_url(token), {"score": "12"}).status_code == 400
+
+    assert Response.objects.values_list("score", "comment").get() == (9, "Great")
+
+
+def test_the_form_needs_the_csrf_token(invitation, token):
+    browser = Client(enforce_csrf_checks=True)
+    assert browser.post(respond_url(token), {"score": "9"}).status_code == 403
+    assert Response.objects.count() == 0
+
+    html = browser.get(respond_url(token)).content.decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+    posted = browser.post(respond_url(token), {"csrfmiddlewaretoken": csrf, "score": "9"})
+
+    assert posted.status_code == 302
+    assert Response.objects.get().score == 9
+
+
+# --- Links that do not take answers -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_token",
+    [UNKNOWN_TOKEN, "short", "A" * 31 + "!", "A" * 33, "é" * 32, "%00" + "A" * 29],
+)
+def test_an_unknown_link_gets_a_human_404(client, db, bad_token):
+    for url in (respond_url(bad_token), thanks_url(bad_token), unsubscribe_url(bad_token)):
+        page = client.get(url)
+        assert page.status_code == 404
+        assert "This survey link is not valid" in page.content.decode()
+    assert client.post(respond_url(bad_token), {"score": "9"}).status_code == 404
+    assert client.post(unsubscribe_url(bad_token)).status_code == 404
+    assert Response.objects.count() == 0
+
+
+def close(wave):
+    Wave.objects.filter(pk=wave.pk).update(
+        status=Wave.Status.CLOSED, closes_at=timezone.now() - dt.timedelta(minutes=1)
+    )
+
+
+def test_a_closed_wave_gets_a_human_410(client, invitation, token):
+    close(invitation.wave)
+
+    page = client.get(respond_url(token))
+
+    assert page.status_code == 410
+    html = page.content.decode()
+    assert "This survey has closed" in html
+    assert "<form" not in html
+
+
+def test_a_closed_wave_shows_the_answer_given(client, invitation, token):
+    response_submit(invitation_id=invitation.pk, score=4, comment="Too <slow>")
+    close(invitation.wave)
+
+    page = client.get(respond_url(token))
+
+    assert page.status_code == 410
+    html = page.content.decode()
+    assert "You answered 4 out of 10 on" in html
+    assert "Too &lt;slow&gt;" in html
+
+
+def test_a_wave_past_its_closing_time_is_closed_before_the_sweep_runs(client, invitation, token):
+    Wave.objects.filter(pk=invitation.wave_id).update(
+        closes_at=timezone.now() - dt.timedelta(seconds=1)
+    )  # still "open": the closing sweep has not run yet
+
+    assert client.get(respond_url(token)).status_code == 410
+    assert client.post(respond_url(token), {"score": "9"}).status_code == 410
+    assert Response.objects.count() == 0
+
+
+def test_posting_to_a_closed_wave_stores_nothing(client, invitation, token):
+    response_submit(invitation_id=invitation.pk, score=4, comment="Slow")
+    close(invitation.wave)
+    before = state_snapshot(invitation)
+
+    page = client.post(respond_url(token), {"score": "10", "comment": "Changed my mind"})
+
+    assert page.status_code == 410
+    assert state_snapshot(invitation) == before
+    assert Response.objects.values_list("score", flat=True).get() == 4
+
+
+def test_a_wave_not_open_yet_says_when_it_opens(client, invitation, token):
+    Wave.objects.filter(pk=invitation.wave_id).update(
+        opens_at=timezone.now() + dt.timedelta(days=1),
+        closes_at=timezone.now() + dt.timedelta(days=15),
+    )
+
+    page = client.get(respond_url(token))
+
+    assert page.status_code == 403
+    assert "This survey is not open yet" in page.content.decode()
+    assert client.post(respond_url(token), {"score": "9"}).status_code == 403
+    assert Response.objects.count() == 0
+
+
+def test_the_thank_you_page_without_an_answer_leads_to_the_form(client, token):
+    page = client.get(thanks_url(token))
+
+    assert page.status_code == 302
+    assert page["Location"] == respond_url(token)
+
+
+def test_the_thank_you_page_of_a_closed_wave_offers_no_change(client, invitation, token):
+    response_submit(invitation_id=invitation.pk, score=9)
+    close(invitation.wave)
+
+    html = client.get(thanks_url(token)).content.decode()
+
+    assert "We have your answer: 9 out of 10." in html
+    assert "Change my answer" not in html
+
+
+def test_a_broken_program_time_zone_does_not_break_the_page(client, invitation, token):
+    invitation.wave.program.__class__.objects.filter(pk=invitation.wave.program_id).update(
+        time_zone="Mars/Olympus"
+    )
+
+    assert client.get(respond_url(token)).status_code == 200
+
+
+# --- Unsubscribe ----------------------------------------------------------------------------------
+
+
+def test_unsubscribe_get_asks_and_changes_nothing(client, invitation, token):
+    before = state_snapshot(invitation)
+
+    page = client.get(unsubscribe_url(token))
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Unsubscribe from these surveys?" in html
+    assert f'<form method="post" action="{unsubscribe_url(token)}">' in html
+    assert state_snapshot(invitation) == before
+
+
+def test_one_click_unsubscribe_works_without_session_or_csrf(invitation, token):
+    queued = InvitationFactory(
+        contact=invitation.contact, wave=WaveFactory(), status=Invitation.Status.QUEUED
+    )
+    mail_client = Client(enforce_csrf_checks=True)  # no cookies, no CSRF token: RFC 8058
+
+    page = mail_client.post(
+        unsubscribe_url(token),
+        "List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert page.status_code == 200
+    assert "You're unsubscribed" in page.content.decode()
+    assert Contact.objects.get(pk=invitation.contact_id).opted_out_at is not None
+    assert Invitation.objects.get(pk=queued.pk).status == Invitation.Status.CANCELLED
+
+
+def test_unsubscribing_twice_keeps_the_first_date(client, invitation, token):
+    client.post(unsubscribe_url(token))
+    first = Contact.objects.get(pk=invitation.contact_id).opted_out_at
+
+    page = client.post(unsubscribe_url(token))
+
+    assert page.status_code == 200
+    assert Contact.objects.get(pk=invitation.contact_id).opted_out_at == first
+    assert "You're unsubscribed" in client.get(unsubscribe_url(token)).content.decode()
+
+
+def test_unsubscribe_still_works_after_the_wave_closed(client, invitation, token):
+    close(invitation.wave)
+
+    assert client.post(unsubscribe_url(token)).status_code == 200
+    assert Contact.objects.get(pk=invitation.contact_id).opted_out_at is not None
+
+
+def test_partner_pages_refuse_other_methods(client, token):
+    assert client.put(respond_url(token)).status_code == 405
+    assert client.post(thanks_url(token)).status_code == 405
