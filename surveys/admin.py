@@ -1,1 +1,509 @@
-# Register your models here.
+"""The Django admin of the survey side: lists, programs, waves, and the partner CSV import.
+
+Admins configure (superusers, or staff in the "Admin" group: they get every surveys permission
+here without per-model grants). Invitations and responses are read-only records of what
+happened; token hashes are never shown anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from nps_project import roles
+
+from . import services
+from .importing import HEADER, ISO_639_1, partners_import
+from .models import Contact, Invitation, Partner, PartnerType, Program, Response, Tier, Wave
+from .schedule import Cadence
+
+IMPORT_MAX_BYTES = 5 * 1024 * 1024
+
+
+class AdminRoleMixin:
+    """Members of the "Admin" group may do here what a superuser may, without model grants."""
+
+    def has_module_permission(self, request):
+        return roles.is_admin(request.user) or super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return roles.is_admin(request.user) or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, *args):
+        return roles.is_admin(request.user) or super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None):
+        return roles.is_admin(request.user) or super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return roles.is_admin(request.user) or super().has_delete_permission(request, obj)
+
+
+class ReadOnlyAdminMixin:
+    """A record of what happened: viewable, never added or edited by hand."""
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _count_of(model, fk: str):
+    """A correlated COUNT subquery per row: one query for the whole list, no row fan-out and
+    no GROUP BY in the paginator's counts."""
+    return Coalesce(
+        Subquery(
+            model.objects.filter(**{fk: OuterRef("pk")})
+            .order_by()
+            .values(fk)
+            .annotate(n=Count("pk"))
+            .values("n"),
+            output_field=IntegerField(),
+        ),
+        0,
+    )
+
+
+# --- Lists ----------------------------------------------------------------------------------
+
+
+@admin.register(Tier)
+class TierAdmin(AdminRoleMixin, admin.ModelAdmin):
+    list_display = ("name", "rank")
+    list_editable = ("rank",)
+    search_fields = ("name",)
+
+
+@admin.register(PartnerType)
+class PartnerTypeAdmin(AdminRoleMixin, admin.ModelAdmin):
+    list_display = ("name", "rank")
+    list_editable = ("rank",)
+    search_fields = ("name",)
+
+
+# --- Partners and contacts ------------------------------------------------------------------
+
+
+class ContactAdminForm(forms.ModelForm):
+    """Emails are stored lower-cased and unique regardless of case; languages are ISO 639-1."""
+
+    class Meta:
+        model = Contact
+        fields = ("partner", "name", "email", "language", "is_active")
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip().lower()
+        taken = Contact.objects.filter(email__iexact=email)
+        if self.instance.pk:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError("Another contact already has this email address.")
+        return email
+
+    def clean_language(self):
+        language = self.cleaned_data["language"].strip().lower()
+        if language not in ISO_639_1:
+            raise forms.ValidationError("Give a two-letter ISO 639-1 code, e.g. en, de, fr.")
+        return language
+
+
+class ContactInline(AdminRoleMixin, admin.TabularInline):
+    model = Contact
+    form = ContactAdminForm
+    fields = ("name", "email", "language", "is_active", "opted_out_at", "bounced_at")
+    readonly_fields = ("opted_out_at", "bounced_at")
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(Partner)
+class PartnerAdmin(AdminRoleMixin, admin.ModelAdmin):
+    list_display = (
+        "name",
+        "tier",
+        "partner_type",
+        "region",
+        "account_owner",
+        "is_active",
+        "contact_count",
+    )
+    list_filter = (
+        "is_active",
+        "tier",
+        "partner_type",
+        "region",
+        ("account_owner", admin.RelatedOnlyFieldListFilter),
+    )
+    list_select_related = ("tier", "partner_type", "account_owner")
+    search_fields = ("name", "region")
+    autocomplete_fields = ("account_owner",)
+    readonly_fields = ("created_at", "updated_at")
+    inlines = (ContactInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(contact_count=_count_of(Contact, "partner"))
+
+    @admin.display(description="contacts", ordering="contact_count")
+    def contact_count(self, obj):
+        return obj.contact_count
+
+    def get_urls(self):
+        return [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="surveys_partner_import",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_import": roles.is_admin(request.user)}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def import_view(self, request):
+        """Upload a partners CSV; shows every bad row, or the counts of what changed."""
+        if not roles.is_admin(request.user):
+            raise PermissionDenied
+        report = None
+        if request.method == "POST":
+            form = PartnerImportForm(request.POST, request.FILES)
+            if form.is_valid():
+                report = partners_import(
+                    file=io.StringIO(form.cleaned_data["text"], newline=""),
+                    dry_run=form.cleaned_data["dry_run"],
+                )
+                if report.ok and not report.dry_run:
+                    messages.success(request, f"Imported partners: {report.summary()}")
+        else:
+            form = PartnerImportForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import partners (CSV)",
+            "opts": self.model._meta,
+            "form": form,
+            "report": report,
+            "header": HEADER,
+        }
+        return TemplateResponse(request, "admin/surveys/partner/import.html", context)
+
+
+class PartnerImportForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="UTF-8, comma-separated, one row per contact, at most 5 MB.",
+    )
+    dry_run = forms.BooleanField(
+        required=False,
+        label="Dry run",
+        help_text="Check the file and show what would change; write nothing.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("file")
+        if upload is None:
+            return cleaned
+        if upload.size > IMPORT_MAX_BYTES:
+            raise forms.ValidationError("The file is larger than 5 MB; split it into parts.")
+        try:
+            cleaned["text"] = upload.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise forms.ValidationError(
+                "The file is not UTF-8 text; save it as “CSV UTF-8” and upload it again."
+            ) from None
+        return cleaned
+
+
+@admin.register(Contact)
+class ContactAdmin(AdminRoleMixin, admin.ModelAdmin):
+    form = ContactAdminForm
+    list_display = (
+        "name",
+        "email",
+        "partner",
+        "language",
+        "is_active",
+        "opted_out_at",
+        "bounced_at",
+    )
+    list_filter = (
+        "language",
+        ("opted_out_at", admin.EmptyFieldListFilter),
+        ("bounced_at", admin.EmptyFieldListFilter),
+        "is_active",
+    )
+    list_select_related = ("partner",)
+    search_fields = ("email", "name", "partner__name")
+    autocomplete_fields = ("partner",)
+    readonly_fields = ("opted_out_at", "bounced_at", "created_at", "updated_at")
+    fields = (
+        "partner",
+        "name",
+        "email",
+        "language",
+        "is_active",
+        "opted_out_at",
+        "bounced_at",
+        "created_at",
+        "updated_at",
+    )
+    actions = ("resubscribe",)
+
+    def has_resubscribe_permission(self, request):
+        return roles.is_admin(request.user)
+
+    @admin.action(description="Re-subscribe (clear the opt-out)", permissions=["resubscribe"])
+    def resubscribe(self, request, queryset):
+        if not roles.is_admin(request.user):  # the action list hides it; this guards a forged POST
+            raise PermissionDenied
+        contacts = services.contacts_resubscribe(contact_ids=queryset.values_list("pk", flat=True))
+        for contact in contacts:
+            self.log_change(request, contact, "Re-subscribed: cleared the opt-out.")
+        skipped = queryset.count() - len(contacts)
+        self.message_user(
+            request,
+            f"Re-subscribed {len(contacts)} contact(s); {skipped} were not opted out.",
+            messages.SUCCESS,
+        )
+
+
+# --- Programs and waves ---------------------------------------------------------------------
+
+
+def _format_wave_date(when: dt.datetime, zone) -> str:
+    local = when.astimezone(zone)
+    utc = when.astimezone(dt.UTC)
+    return f"{local:%a %d %b %Y, %H:%M} {zone.key} ({utc:%Y-%m-%d %H:%M} UTC)"
+
+
+@admin.register(Program)
+class ProgramAdmin(AdminRoleMixin, admin.ModelAdmin):
+    list_display = ("name", "is_active", "frequency", "time_zone", "next_wave")
+    list_filter = ("is_active", "frequency")
+    search_fields = ("name",)
+    readonly_fields = ("upcoming_waves", "created_at", "updated_at")
+    fieldsets = (
+        (
+            "Wording",
+            {"fields": ("name", "is_active", "sender_name", "subject", "question", "why_prompt")},
+        ),
+        (
+            "Audience",
+            {
+                "fields": ("tiers", "partner_types", "regions"),
+                "description": "An empty selection means everyone.",
+            },
+        ),
+        (
+            "Cadence",
+            {
+                "fields": (
+                    "frequency",
+                    "anchor_month",
+                    "anchor_day",
+                    "send_hour",
+                    "time_zone",
+                    "starts_on",
+                    "response_window_days",
+                    "upcoming_waves",
+                )
+            },
+        ),
+        ("Reminders and throttle", {"fields": ("reminder_days", "max_reminders", "throttle_days")}),
+        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name in ("tiers", "partner_types"):
+            kwargs["widget"] = forms.CheckboxSelectMultiple
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @staticmethod
+    def _upcoming(obj: Program) -> list[dt.datetime] | None:
+        try:
+            return Cadence.of(obj).upcoming(timezone.now())
+        except (ValueError, TypeError):
+            return None
+
+    @admin.display(description="next wave")
+    def next_wave(self, obj):
+        dates = self._upcoming(obj)
+        if not dates:
+            return "-"
+        return _format_wave_date(dates[0], Cadence.of(obj).zone)
+
+    @admin.display(description="next four waves open")
+    def upcoming_waves(self, obj):
+        if obj is None or obj.pk is None:
+            return "Save the program to see its wave dates."
+        dates = self._upcoming(obj)
+        if dates is None:
+            return "Fix the cadence to see the wave dates."
+        zone = Cadence.of(obj).zone
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join("", "<li>{}</li>", ((_format_wave_date(d, zone),) for d in dates)),
+        )
+
+
+@admin.register(Wave)
+class WaveAdmin(AdminRoleMixin, admin.ModelAdmin):
+    list_display = (
+        "program",
+        "label",
+        "status",
+        "opens_at",
+        "closes_at",
+        "invitation_count",
+        "response_count",
+    )
+    list_filter = ("status", "program")
+    list_select_related = ("program",)
+    search_fields = ("label", "program__name")
+    fields = (
+        "program",
+        "label",
+        "period_start",
+        "status",
+        "opens_at",
+        "closes_at",
+        "invitation_count",
+        "response_count",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = (
+        "program",
+        "label",
+        "period_start",
+        "opens_at",
+        "closes_at",
+        "invitation_count",
+        "response_count",
+        "created_at",
+        "updated_at",
+    )
+
+    def has_add_permission(self, request, *args):
+        return False  # the beat tick opens waves
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                invitation_count=_count_of(Invitation, "wave"),
+                response_count=_count_of(Response, "wave"),
+            )
+        )
+
+    @admin.display(description="invitations", ordering="invitation_count")
+    def invitation_count(self, obj):
+        return obj.invitation_count
+
+    @admin.display(description="responses", ordering="response_count")
+    def response_count(self, obj):
+        return obj.response_count
+
+
+# --- Records: invitations and responses (tokens are never shown) ----------------------------
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyAdminMixin, AdminRoleMixin, admin.ModelAdmin):
+    list_display = (
+        "contact_email",
+        "partner",
+        "wave",
+        "status",
+        "attempts",
+        "sent_at",
+        "reminders_sent",
+        "answered",
+    )
+    list_filter = ("status", "wave__program", "wave")
+    list_select_related = ("contact__partner", "wave__program", "response")
+    search_fields = ("contact__email",)
+    fields = (
+        "wave",
+        "contact",
+        "status",
+        "attempts",
+        "last_error",
+        "enqueued_at",
+        "next_attempt_at",
+        "claimed_at",
+        "sent_at",
+        "reminders_sent",
+        "last_reminded_at",
+        "first_opened_at",
+        "created_at",
+        "updated_at",
+    )
+
+    @admin.display(description="email", ordering="contact__email")
+    def contact_email(self, obj):
+        return obj.contact.email
+
+    @admin.display(description="partner", ordering="contact__partner__name")
+    def partner(self, obj):
+        return obj.contact.partner.name
+
+    @admin.display(description="answered", boolean=True)
+    def answered(self, obj):
+        return hasattr(obj, "response")
+
+
+@admin.register(Response)
+class ResponseAdmin(ReadOnlyAdminMixin, AdminRoleMixin, admin.ModelAdmin):
+    list_display = (
+        "submitted_at",
+        "contact_email",
+        "partner",
+        "wave",
+        "score",
+        "category",
+        "short_comment",
+    )
+    list_filter = ("category", "program", "wave", "tier", "partner_type", "region")
+    list_select_related = ("contact", "partner", "wave__program")
+    search_fields = ("contact__email",)
+    date_hierarchy = "submitted_at"
+    fields = (
+        "wave",
+        "partner",
+        "contact",
+        "score",
+        "category",
+        "comment",
+        "language",
+        "tier",
+        "partner_type",
+        "region",
+        "account_owner",
+        "submitted_at",
+        "updated_at",
+    )
+
+    @admin.display(description="email", ordering="contact__email")
+    def contact_email(self, obj):
+        return obj.contact.email
+
+    @admin.display(description="comment")
+    def short_comment(self, obj):
+        return obj.comment if len(obj.comment) <= 80 else obj.comment[:79] + "…"
