@@ -151,9 +151,12 @@ def waves_close_due(*, now: dt.datetime | None = None) -> int:
         )
         if not due:
             return 0
-        Invitation.objects.filter(wave_id__in=due, status=Invitation.Status.QUEUED).update(
-            status=Invitation.Status.CANCELLED, last_error="The wave closed before sending."
-        )
+        # Also rows left "sending" by a worker that died: the sweep only serves open waves, so
+        # nothing else would ever settle them. A row claimed recently is left to its worker.
+        Invitation.objects.filter(wave_id__in=due).filter(
+            Q(status=Invitation.Status.QUEUED)
+            | Q(status=Invitation.Status.SENDING, claimed_at__lt=now - STALE_AFTER)
+        ).update(status=Invitation.Status.CANCELLED, last_error="The wave closed before sending.")
         return Wave.objects.filter(pk__in=due, status=Wave.Status.OPEN).update(
             status=Wave.Status.CLOSED, updated_at=now
         )
@@ -224,9 +227,13 @@ def invitations_enqueue_due(
     rows = Invitation.objects.filter(wave__status=Wave.Status.OPEN)
     if wave is not None:
         rows = rows.filter(wave=wave)
-    rows.filter(status=Invitation.Status.SENDING, claimed_at__lt=stale).update(
-        status=Invitation.Status.QUEUED, enqueued_at=None
+    stuck = rows.filter(status=Invitation.Status.SENDING, claimed_at__lt=stale)
+    # A row whose worker died on every attempt would otherwise go round forever.
+    stuck.filter(attempts__gte=settings.NPS_SEND_MAX_ATTEMPTS).update(
+        status=Invitation.Status.FAILED,
+        last_error="The worker sending it stopped on every attempt.",
     )
+    stuck.update(status=Invitation.Status.QUEUED, enqueued_at=None)
     due = (
         rows.filter(status=Invitation.Status.QUEUED)
         .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))

@@ -388,6 +388,22 @@ def test_the_sweep_returns_rows_stuck_sending_to_the_queue(
     assert Invitation.objects.get(pk=busy.pk).status == Invitation.Status.SENDING
 
 
+def test_a_row_whose_worker_died_on_every_attempt_is_marked_failed(
+    wave, clock, settings, django_capture_on_commit_callbacks
+):
+    settings.NPS_SEND_MAX_ATTEMPTS = 3
+    [invitation] = queued(wave, ContactFactory())
+    Invitation.objects.filter(pk=invitation.pk).update(
+        status=Invitation.Status.SENDING, claimed_at=NOW - dt.timedelta(minutes=20), attempts=3
+    )
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert invitations_enqueue_due() == 0
+    assert callbacks == []
+    invitation.refresh_from_db()
+    assert invitation.status == Invitation.Status.FAILED
+    assert invitation.last_error == "The worker sending it stopped on every attempt."
+
+
 def test_the_sweep_waits_for_the_backoff_of_a_failed_row(
     wave, clock, django_capture_on_commit_callbacks
 ):

@@ -255,6 +255,21 @@ def test_closing_due_waves_closes_them_and_cancels_their_queued_invitations():
     assert Invitation.objects.get(pk=other_queued.pk).status == Invitation.Status.QUEUED
 
 
+def test_closing_cancels_rows_stuck_sending_but_not_one_being_sent_now():
+    now = utc(2027, 2, 1, 12, 0)
+    ended = WaveFactory(opens_at=now - dt.timedelta(days=15), closes_at=now - dt.timedelta(days=1))
+    stuck, busy = InvitationFactory.create_batch(
+        2, wave=ended, status=Invitation.Status.SENDING, sent_at=None
+    )
+    Invitation.objects.filter(pk=stuck.pk).update(claimed_at=now - dt.timedelta(hours=1))
+    Invitation.objects.filter(pk=busy.pk).update(claimed_at=now - dt.timedelta(minutes=1))
+
+    waves_close_due(now=now)
+
+    assert Invitation.objects.get(pk=stuck.pk).status == Invitation.Status.CANCELLED
+    assert Invitation.objects.get(pk=busy.pk).status == Invitation.Status.SENDING
+
+
 def test_a_wave_closes_exactly_at_its_closing_instant():
     closes = utc(2027, 1, 29, 8, 0)
     wave = WaveFactory(opens_at=closes - dt.timedelta(days=14), closes_at=closes)
