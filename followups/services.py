@@ -389,6 +389,10 @@ def change_update_status(*, change_id: int, status: str, by) -> Change:
     change = Change.objects.select_for_update().get(pk=change_id)
     if change.status == status:
         return change
+    if change.notices.filter(status=PartnerNotice.Status.SENT).exists():
+        raise ValidationError(
+            {"status": _("Partners were already told this change shipped; it stays shipped.")}
+        )
     change.status = status
     change.shipped_at = timezone.now() if status == Change.Status.SHIPPED else None
     change.save(update_fields=["status", "shipped_at", "updated_at"])
@@ -413,7 +417,8 @@ def change_notify_partners(*, change_id: int, by) -> int:
     """Queue the "you told us, we did" email to every linked follow-up's contact.
 
     Only for a shipped change. One notice per change and follow-up (a constraint): asking twice
-    queues nothing new. Sending happens in Celery after commit. Returns how many were queued.
+    queues nothing new, except that failed notices are queued again. Sending happens in Celery
+    after commit. Returns how many were queued.
     """
     _check_can_log_changes(by)
     change = Change.objects.select_for_update().get(pk=change_id)
@@ -434,9 +439,20 @@ def change_notify_partners(*, change_id: int, by) -> int:
         [PartnerNotice(change=change, followup_id=pk, requested_by=by) for pk in new_ids],
         ignore_conflicts=True,
     )
+    # A notice that failed (its retries ran out) is tried again when staff ask again.
+    failed = list(
+        PartnerNotice.objects.filter(change=change, status=PartnerNotice.Status.FAILED).values_list(
+            "pk", flat=True
+        )
+    )
+    PartnerNotice.objects.filter(pk__in=failed).update(
+        status=PartnerNotice.Status.QUEUED, attempts=0, requested_by=by
+    )
     queued = list(
         PartnerNotice.objects.filter(
-            change=change, followup_id__in=new_ids, status=PartnerNotice.Status.QUEUED
+            Q(followup_id__in=new_ids) | Q(pk__in=failed),
+            change=change,
+            status=PartnerNotice.Status.QUEUED,
         ).values_list("pk", flat=True)
     )
     from . import tasks

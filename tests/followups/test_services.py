@@ -655,3 +655,35 @@ def test_roles_are_what_the_personas_say(cs_agent, cs_manager, outsider):
     assert roles.is_cs(cs_agent) and not roles.is_cs_manager(cs_agent)
     assert roles.is_cs_manager(cs_manager)
     assert not roles.is_cs(outsider)
+
+
+def test_asking_again_retries_a_failed_notice(
+    followup, shipped_change, cs_agent, settings, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_BACKEND = f"{__name__}.DisconnectingBackend"
+    settings.NPS_SEND_MAX_ATTEMPTS = 1
+    change_notify_partners(change_id=shipped_change.pk, by=cs_agent)
+    notice = PartnerNotice.objects.get(followup=followup)
+    assert notice_send(notice_id=notice.pk) is False
+    notice.refresh_from_db()
+    assert notice.status == PartnerNotice.Status.FAILED
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert change_notify_partners(change_id=shipped_change.pk, by=cs_agent) == 1
+
+    notice.refresh_from_db()
+    assert (notice.status, notice.attempts) == (PartnerNotice.Status.QUEUED, 0)
+    assert [cb.args[0] for cb in callbacks] == [notice.pk]
+
+
+def test_a_change_partners_were_told_about_stays_shipped(followup, shipped_change, cs_agent):
+    to_resolved(followup, cs_agent)
+    change_notify_partners(change_id=shipped_change.pk, by=cs_agent)
+    notice_send(notice_id=PartnerNotice.objects.get(followup=followup).pk)
+    shipped_at = Change.objects.get(pk=shipped_change.pk).shipped_at
+
+    with pytest.raises(ValidationError, match="already told"):
+        change_update_status(change_id=shipped_change.pk, status="in_progress", by=cs_agent)
+
+    change = Change.objects.get(pk=shipped_change.pk)
+    assert (change.status, change.shipped_at) == (Change.Status.SHIPPED, shipped_at)
