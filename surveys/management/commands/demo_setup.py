@@ -289,7 +289,7 @@ class Command(BaseCommand):
         ]
         latest_wave = wave_index == len(MIX) - 1
         # Older waves are worked through; the latest one still has open and overdue work.
-        stage = rng.choice([0, 1, 2, 3]) if latest_wave else rng.choice([3, 4, 4, 4, 5])
+        stage = rng.choice([0, 1, 1, 2, 3, 4]) if latest_wave else rng.choice([4, 4, 4, 5])
         when = submitted
         if stage >= 1:
             when = submitted + dt.timedelta(hours=rng.randint(3, 60))
