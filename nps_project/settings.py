@@ -38,11 +38,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "surveys",
     "scoring",
     "followups",
+    "api",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -193,13 +196,49 @@ NPS_FOLLOWUP_SLA_BUSINESS_DAYS = env.int("NPS_FOLLOWUP_SLA_BUSINESS_DAYS", defau
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Token first: its WWW-Authenticate header makes an anonymous request a 401, not a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.IsCustomerSuccess"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.UserThrottle"],
+    # Per user, so per integration token. Counted in the default cache (per process unless a
+    # shared cache is configured).
+    "DEFAULT_THROTTLE_RATES": {"user": env.str("NPS_API_THROTTLE_RATE", default="600/minute")},
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Partner NPS API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Partner NPS API",
+    "VERSION": "1.0.0",
+    "DESCRIPTION": "Partners, contacts, programs, responses, follow-ups, changes, NPS figures "
+    "and webhooks. Authenticate with `Authorization: Token <key>`. See docs/api.md.",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status" or "category": name each choice set once.
+    "ENUM_NAME_OVERRIDES": {
+        "WaveStatusEnum": "surveys.models.Wave.Status",
+        "InvitationStatusEnum": "surveys.models.Invitation.Status",
+        "ResponseCategoryEnum": "surveys.models.Response.Category",
+        "FollowUpStatusEnum": "followups.models.FollowUp.Status",
+        "ChangeStatusEnum": "followups.models.Change.Status",
+        "ChangeCategoryEnum": "followups.models.Change.Category",
+        "DeliveryStatusEnum": "webhooks.models.Delivery.Status",
+        "WebhookEventEnum": "webhooks.models.Subscription.Event",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.add_error_responses",
+    ],
+}
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,160 @@
+"""django-filter FilterSets of the list endpoints. A bad filter value is a 400 with the field's
+message (the exception handler gives it the API's error shape)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import django_filters as filters
+from django.db.models import Q
+from django.utils import timezone
+
+from followups.models import Change, FollowUp, FollowUpEvent
+from surveys.models import Contact, Invitation, Partner, Response, Wave
+from webhooks.models import Delivery, Subscription
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+
+
+class PartnerFilter(filters.FilterSet):
+    name = filters.CharFilter(lookup_expr="icontains", help_text="Part of the name.")
+    tier = filters.CharFilter(field_name="tier__name", lookup_expr="iexact")
+    partner_type = filters.CharFilter(field_name="partner_type__name", lookup_expr="iexact")
+    region = filters.CharFilter(lookup_expr="iexact")
+    account_owner = filters.NumberFilter(field_name="account_owner_id")
+    is_active = filters.BooleanFilter()
+
+    class Meta:
+        model = Partner
+        fields = ["name", "tier", "partner_type", "region", "account_owner", "is_active"]
+
+
+class ContactFilter(filters.FilterSet):
+    partner = filters.NumberFilter(field_name="partner_id")
+    email = filters.CharFilter(lookup_expr="iexact")
+    is_active = filters.BooleanFilter()
+    opted_out = filters.BooleanFilter(field_name="opted_out_at", lookup_expr="isnull", exclude=True)
+
+    class Meta:
+        model = Contact
+        fields = ["partner", "email", "is_active", "opted_out"]
+
+
+class WaveFilter(filters.FilterSet):
+    program = filters.NumberFilter(field_name="program_id")
+    status = filters.ChoiceFilter(choices=Wave.Status.choices)
+
+    class Meta:
+        model = Wave
+        fields = ["program", "status"]
+
+
+class InvitationFilter(filters.FilterSet):
+    wave = filters.NumberFilter(field_name="wave_id")
+    contact = filters.NumberFilter(field_name="contact_id")
+    status = filters.ChoiceFilter(choices=Invitation.Status.choices)
+
+    class Meta:
+        model = Invitation
+        fields = ["wave", "contact", "status"]
+
+
+class ResponseFilter(filters.FilterSet):
+    program = filters.NumberFilter(field_name="program_id")
+    wave = filters.NumberFilter(field_name="wave_id")
+    partner = filters.NumberFilter(field_name="partner_id")
+    category = filters.ChoiceFilter(choices=Response.Category.choices)
+    tier = filters.CharFilter(lookup_expr="iexact", help_text="The tier when the partner answered.")
+    region = filters.CharFilter(lookup_expr="iexact")
+    partner_type = filters.CharFilter(lookup_expr="iexact")
+    account_owner = filters.NumberFilter(field_name="account_owner_id")
+    submitted_after = filters.DateFilter(
+        method="filter_after", help_text="First day included (UTC), e.g. 2025-01-01."
+    )
+    submitted_before = filters.DateFilter(method="filter_before", help_text="Last day included.")
+
+    class Meta:
+        model = Response
+        fields = [
+            "program",
+            "wave",
+            "partner",
+            "category",
+            "tier",
+            "region",
+            "partner_type",
+            "account_owner",
+            "submitted_after",
+            "submitted_before",
+        ]
+
+    def filter_after(self, queryset, name, value):
+        return queryset.filter(submitted_at__gte=_day_start(value))
+
+    def filter_before(self, queryset, name, value):
+        return queryset.filter(submitted_at__lt=_day_start(value + dt.timedelta(days=1)))
+
+
+class FollowUpFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=FollowUp.Status.choices)
+    priority = filters.ChoiceFilter(choices=FollowUp.Priority.choices)
+    assignee = filters.NumberFilter(field_name="assignee_id")
+    unassigned = filters.BooleanFilter(field_name="assignee", lookup_expr="isnull")
+    partner = filters.NumberFilter(field_name="partner_id")
+    overdue = filters.BooleanFilter(
+        method="filter_overdue", help_text="Open, uncontacted, past due."
+    )
+
+    class Meta:
+        model = FollowUp
+        fields = ["status", "priority", "assignee", "unassigned", "partner", "overdue"]
+
+    def filter_overdue(self, queryset, name, value):
+        overdue = Q(
+            status__in=FollowUp.OPEN_STATUSES,
+            first_contacted_at__isnull=True,
+            due_at__lt=timezone.now(),
+        )
+        return queryset.filter(overdue) if value else queryset.exclude(overdue)
+
+
+class FollowUpEventFilter(filters.FilterSet):
+    followup = filters.NumberFilter(field_name="followup_id")
+    kind = filters.ChoiceFilter(choices=FollowUpEvent.Kind.choices)
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+
+    class Meta:
+        model = FollowUpEvent
+        fields = ["followup", "kind", "created_after"]
+
+
+class ChangeFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(choices=Change.Status.choices)
+    category = filters.ChoiceFilter(choices=Change.Category.choices)
+    followup = filters.NumberFilter(field_name="followups")
+
+    class Meta:
+        model = Change
+        fields = ["status", "category", "followup"]
+
+
+class SubscriptionFilter(filters.FilterSet):
+    is_active = filters.BooleanFilter()
+    format = filters.ChoiceFilter(choices=Subscription.Format.choices)
+
+    class Meta:
+        model = Subscription
+        fields = ["is_active", "format"]
+
+
+class DeliveryFilter(filters.FilterSet):
+    subscription = filters.NumberFilter(field_name="subscription_id")
+    status = filters.ChoiceFilter(choices=Delivery.Status.choices)
+    event = filters.ChoiceFilter(choices=Subscription.Event.choices)
+    event_id = filters.UUIDFilter()
+
+    class Meta:
+        model = Delivery
+        fields = ["subscription", "status", "event", "event_id"]

@@ -1,0 +1,166 @@
+"""Authentication, roles, throttling, error shape, and the schema."""
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.test import override_settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.api.conftest import error
+from tests.factories import PASSWORD, PartnerFactory
+
+pytestmark = pytest.mark.django_db
+
+PARTNERS = "/api/v1/partners/"
+
+
+def test_anonymous_request_is_401_with_a_token_challenge():
+    answer = APIClient().get(PARTNERS)
+    assert answer.status_code == 401
+    assert answer["WWW-Authenticate"] == "Token"
+    assert error(answer) == {
+        "code": "not_authenticated",
+        "message": "Authentication credentials were not provided.",
+        "fields": {},
+    }
+
+
+def test_unknown_token_is_401():
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
+    answer = client.get(PARTNERS)
+    assert answer.status_code == 401
+    assert error(answer)["code"] == "authentication_failed"
+    assert error(answer)["message"] == "Invalid token."
+
+
+def test_token_of_a_cs_agent_reads_partners(cs_agent):
+    PartnerFactory(name="Acme Networks")
+    token = Token.objects.create(user=cs_agent)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    answer = client.get(PARTNERS)
+    assert answer.status_code == 200
+    assert [p["name"] for p in answer.json()["results"]] == ["Acme Networks"]
+
+
+def test_session_login_reads_partners(client, cs_agent):
+    client.login(username="sam", password=PASSWORD)
+    assert client.get(PARTNERS).status_code == 200
+
+
+def test_session_write_without_csrf_token_is_refused(admin_user):
+    client = APIClient(enforce_csrf_checks=True)
+    client.login(username="ada", password=PASSWORD)
+    answer = client.post(PARTNERS, {"name": "X", "tier": "Gold", "partner_type": "Reseller"})
+    assert answer.status_code == 403
+    assert "CSRF" in error(answer)["message"]
+
+
+def test_outsider_without_a_cs_role_gets_403(api, outsider):
+    answer = api(outsider).get(PARTNERS)
+    assert answer.status_code == 403
+    assert error(answer) == {
+        "code": "permission_denied",
+        "message": "The API is for the customer-success team.",
+        "fields": {},
+    }
+
+
+def test_outsider_token_gets_403_on_every_read_endpoint(api, outsider):
+    client = api(outsider)
+    for path in [
+        "/api/v1/partners/",
+        "/api/v1/contacts/",
+        "/api/v1/programs/",
+        "/api/v1/waves/",
+        "/api/v1/invitations/",
+        "/api/v1/responses/",
+        "/api/v1/followups/",
+        "/api/v1/followup-events/",
+        "/api/v1/changes/",
+        "/api/v1/nps/",
+        "/api/v1/webhooks/subscriptions/",
+        "/api/v1/webhooks/deliveries/",
+        "/api/v1/tokens/",
+    ]:
+        assert client.get(path).status_code == 403, path
+
+
+def test_inactive_users_token_is_refused(cs_agent):
+    token = Token.objects.create(user=cs_agent)
+    cs_agent.is_active = False
+    cs_agent.save()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    answer = client.get(PARTNERS)
+    assert answer.status_code == 401
+    assert error(answer)["message"] == "User inactive or deleted."
+
+
+@override_settings(
+    REST_FRAMEWORK={**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": "2/minute"}}
+)
+def test_a_user_over_the_rate_gets_429_with_retry_after(api, cs_agent, cs_manager):
+    client = api(cs_agent)
+    assert client.get(PARTNERS).status_code == 200
+    assert client.get(PARTNERS).status_code == 200
+    answer = client.get(PARTNERS)
+    assert answer.status_code == 429
+    assert error(answer)["code"] == "throttled"
+    assert int(answer["Retry-After"]) > 0
+    # The limit is per user: another user is not held back.
+    assert api(cs_manager).get(PARTNERS).status_code == 200
+
+
+def test_unknown_api_path_is_a_json_404(api, cs_agent):
+    answer = api(cs_agent).get("/api/v1/nothing-here/")
+    assert answer.status_code == 404
+    assert error(answer)["code"] == "not_found"
+
+
+def test_unknown_object_is_404_without_detail(api, cs_agent):
+    answer = api(cs_agent).get("/api/v1/partners/999999/")
+    assert answer.status_code == 404
+    assert error(answer) == {"code": "not_found", "message": "Not found.", "fields": {}}
+
+
+def test_malformed_json_is_400(api, admin_user):
+    answer = api(admin_user).post(PARTNERS, data='{"name": ', content_type="application/json")
+    assert answer.status_code == 400
+    assert error(answer)["code"] == "parse_error"
+
+
+def test_method_not_allowed_is_405(api, cs_agent):
+    answer = api(cs_agent).put("/api/v1/waves/1/", {})
+    assert answer.status_code == 405
+    assert error(answer)["code"] == "method_not_allowed"
+
+
+def test_schema_is_served_and_valid_without_warnings(client, tmp_path):
+    answer = client.get("/api/schema/?format=json")
+    assert answer.status_code == 200
+    schema = answer.json()
+    assert schema["info"]["title"] == "Partner NPS API"
+    assert "/api/v1/nps/" in schema["paths"]
+    assert "Error" in schema["components"]["schemas"]
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"))
+
+
+def test_no_schema_component_exposes_a_token_hash_or_secret_outside_creation(client):
+    schema = client.get("/api/schema/?format=json").json()
+    for name, component in schema["components"]["schemas"].items():
+        props = set(component.get("properties", {}))
+        assert "token_hash" not in props, name
+        assert "tokens" not in props, name
+        if "secret" in props:
+            assert name == "SubscriptionCreated", name
+        if "key" in props:
+            assert name in {"TokenCreated", "NpsGroup"}, name  # NpsGroup's key is a group key
+
+
+def test_docs_page_lists_the_operations(client):
+    answer = client.get("/api/docs/")
+    assert answer.status_code == 200
+    assert "GET /api/v1/nps/" in answer.content.decode()
