@@ -71,8 +71,16 @@ class Contact(models.Model):
     email = models.EmailField(unique=True)
     language = models.CharField(max_length=8, default="en", help_text=_("ISO 639-1 code."))
     is_active = models.BooleanField(default=True)
+    is_key = models.BooleanField(
+        default=False,
+        help_text=_("A key contact who does not answer creates a “no response” follow-up."),
+    )
     opted_out_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Marked our email as spam.")
+    )
+    bounce_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -84,7 +92,12 @@ class Contact(models.Model):
 
     @property
     def can_be_surveyed(self) -> bool:
-        return self.is_active and self.opted_out_at is None and self.bounced_at is None
+        return (
+            self.is_active
+            and self.opted_out_at is None
+            and self.bounced_at is None
+            and self.complained_at is None
+        )
 
 
 class Program(models.Model):
@@ -105,6 +118,22 @@ class Program(models.Model):
         default="How likely are you to recommend us to a friend or colleague?",
     )
     why_prompt = models.CharField(max_length=300, default="What is the main reason for your score?")
+    intro = models.TextField(
+        blank=True, help_text=_("A short paragraph under the greeting in the email and form.")
+    )
+    extra_questions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_(
+            'Optional questions after the score, e.g. [{"key": "support", "label": "How was '
+            'support?", "type": "choice", "choices": ["Good", "Poor"]}]; type is text or choice.'
+        ),
+    )
+    # Branding, so the email and page look like the vendor.
+    logo_url = models.URLField(blank=True, help_text=_("An https:// image, about 200×60 px."))
+    brand_colour = models.CharField(
+        max_length=7, default="#0b5cad", help_text=_("Hex colour, e.g. #0b5cad.")
+    )
     # Audience: an empty selection means everyone.
     tiers = models.ManyToManyField(Tier, blank=True, related_name="programs")
     partner_types = models.ManyToManyField(PartnerType, blank=True, related_name="programs")
@@ -134,6 +163,24 @@ class Program(models.Model):
         default=60,
         help_text=_("Do not survey a contact again within this many days, whichever program."),
     )
+    send_rate_per_minute = models.PositiveIntegerField(
+        default=0, help_text=_("Emails per minute at most; 0 = as fast as the workers go.")
+    )
+    no_response_followup_days = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "Days into a wave after which a key contact's silence creates a follow-up; "
+            "empty = never."
+        ),
+    )
+    retention_months = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "Anonymise comments and contact details older than this; scores and segments stay."
+        ),
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -154,6 +201,10 @@ class Program(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(response_window_days__gte=1), name="surveys_program_window_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(brand_colour__regex=r"^#[0-9A-Fa-f]{6}$"),
+                name="surveys_program_brand_colour_hex",
             ),
         ]
 
@@ -301,6 +352,12 @@ class Response(models.Model):
     score = models.PositiveSmallIntegerField()
     category = models.CharField(max_length=10, choices=Category.choices)
     comment = models.TextField(blank=True, max_length=5000)
+    answers = models.JSONField(
+        default=dict, blank=True, help_text=_("Answers to the program's extra questions.")
+    )
+    wants_contact = models.BooleanField(
+        default=False, help_text=_("The partner asked to be contacted.")
+    )
     language = models.CharField(max_length=8, default="en")
     # The partner's segment as it was when the response came in.
     tier = models.CharField(max_length=60)
@@ -331,6 +388,12 @@ class Response(models.Model):
             # Serves the per-wave report: counts by category for a wave.
             models.Index(fields=["wave", "category"], name="surveys_resp_wave_cat"),
             models.Index(fields=["partner", "submitted_at"], name="surveys_resp_partner_time"),
+            # Serves a filtered report (one program, one tier, a date range) as an index-only
+            # scan: every column the aggregate reads is in the index.
+            models.Index(
+                fields=["program", "tier", "submitted_at", "category"],
+                name="surveys_resp_prog_tier_time",
+            ),
         ]
 
     def __str__(self) -> str:

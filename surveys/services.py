@@ -173,6 +173,7 @@ def eligible_contacts(*, wave: Wave):
         is_active=True,
         opted_out_at__isnull=True,
         bounced_at__isnull=True,
+        complained_at__isnull=True,
         partner__is_active=True,
     )
     tier_ids = list(program.tiers.values_list("pk", flat=True))

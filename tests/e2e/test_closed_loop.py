@@ -89,8 +89,11 @@ def test_the_loop_closes_end_to_end(celery_worker_process, smtp_sink, live_serve
     assert wave.status == Wave.Status.OPEN
     assert Invitation.objects.filter(wave=wave, status=Invitation.Status.SENT).count() == 3
     by_recipient = {m["To"]: m for m in messages}
-    assert set(by_recipient) == {"anna@northwind.example", "ben@northwind.example",
-                                 "cleo@northwind.example"}
+    assert set(by_recipient) == {
+        "anna@northwind.example",
+        "ben@northwind.example",
+        "cleo@northwind.example",
+    }
     invite = by_recipient["anna@northwind.example"]
     assert invite["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert invite.get_body(preferencelist=("html",)) is not None
