@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/nps
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: demo demo-reset test lint fmt install install-dev check services clean
+.PHONY: demo demo-reset test lint fmt install install-dev services browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ demo-reset:
 services:
 	scripts/ensure-services.sh
 
+browser:
+	scripts/ensure-browser.sh
+
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -54,7 +57,7 @@ fmt: install-dev
 	$(BIN)/ruff format .
 
 ## Command 2: every test, on PostgreSQL + Redis + a real Celery worker, then on the embedded default.
-test: install-dev services lint
+test: install-dev services browser lint
 	NPS_VAR_DIR=$(CURDIR)/var/test-pg DATABASE_URL=$(TEST_DATABASE_URL) \
 	  CELERY_BROKER_URL=$(TEST_BROKER_URL) NPS_EXPECT_SERVICES=postgresql,redis \
 	  $(BIN)/pytest --create-db
