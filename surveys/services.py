@@ -452,6 +452,11 @@ def response_submit(
         response.score, response.category, response.comment = value, category, comment
         response.save(update_fields=["score", "category", "comment", "updated_at"])
     followup_for_response(response=response, revised_from=revised_from, now=now)
+    if revised_from is None:
+        from webhooks import payloads
+        from webhooks.services import event_emit
+
+        event_emit(event="response.created", payload=payloads.response_data(response))
     return response
 
 

@@ -28,7 +28,7 @@ def _followup_url(followup_id: int) -> str | None:
 
 
 def response_data(response) -> dict:
-    """``response.created``: a partner answered (also sent again on a revised answer)."""
+    """``response.created``: a partner answered for the first time (revisions are not sent)."""
     return {
         "response_id": response.pk,
         "program_id": response.program_id,
