@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -102,6 +102,8 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied(str(exc) or None)
     elif isinstance(exc, StaleFollowUpError):
         exc = Conflict(str(exc))
+    elif isinstance(exc, SuspiciousOperation):  # e.g. too many form fields in one request
+        exc = exceptions.ParseError(str(exc))
 
     if not isinstance(exc, exceptions.APIException):
         view = context.get("view")

@@ -6,12 +6,28 @@ from __future__ import annotations
 import datetime as dt
 
 import django_filters as filters
+from django import forms
 from django.db.models import Q
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 
 from followups.models import Change, FollowUp, FollowUpEvent
 from surveys.models import Contact, Invitation, Partner, Response, Wave
 from webhooks.models import Delivery, Subscription
+
+MAX_ID = 2**63 - 1  # the largest BigAutoField value: larger numbers overflow the database driver
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
+class IdFilter(filters.NumberFilter):
+    """An object id: a whole number from 1 to ``MAX_ID`` (else 400, never an overflow 500)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)
 
 
 def _day_start(day: dt.date) -> dt.datetime:
@@ -23,7 +39,7 @@ class PartnerFilter(filters.FilterSet):
     tier = filters.CharFilter(field_name="tier__name", lookup_expr="iexact")
     partner_type = filters.CharFilter(field_name="partner_type__name", lookup_expr="iexact")
     region = filters.CharFilter(lookup_expr="iexact")
-    account_owner = filters.NumberFilter(field_name="account_owner_id")
+    account_owner = IdFilter(field_name="account_owner_id")
     is_active = filters.BooleanFilter()
 
     class Meta:
@@ -32,7 +48,7 @@ class PartnerFilter(filters.FilterSet):
 
 
 class ContactFilter(filters.FilterSet):
-    partner = filters.NumberFilter(field_name="partner_id")
+    partner = IdFilter(field_name="partner_id")
     email = filters.CharFilter(lookup_expr="iexact")
     is_active = filters.BooleanFilter()
     opted_out = filters.BooleanFilter(field_name="opted_out_at", lookup_expr="isnull", exclude=True)
@@ -43,7 +59,7 @@ class ContactFilter(filters.FilterSet):
 
 
 class WaveFilter(filters.FilterSet):
-    program = filters.NumberFilter(field_name="program_id")
+    program = IdFilter(field_name="program_id")
     status = filters.ChoiceFilter(choices=Wave.Status.choices)
 
     class Meta:
@@ -52,8 +68,8 @@ class WaveFilter(filters.FilterSet):
 
 
 class InvitationFilter(filters.FilterSet):
-    wave = filters.NumberFilter(field_name="wave_id")
-    contact = filters.NumberFilter(field_name="contact_id")
+    wave = IdFilter(field_name="wave_id")
+    contact = IdFilter(field_name="contact_id")
     status = filters.ChoiceFilter(choices=Invitation.Status.choices)
 
     class Meta:
@@ -62,14 +78,14 @@ class InvitationFilter(filters.FilterSet):
 
 
 class ResponseFilter(filters.FilterSet):
-    program = filters.NumberFilter(field_name="program_id")
-    wave = filters.NumberFilter(field_name="wave_id")
-    partner = filters.NumberFilter(field_name="partner_id")
+    program = IdFilter(field_name="program_id")
+    wave = IdFilter(field_name="wave_id")
+    partner = IdFilter(field_name="partner_id")
     category = filters.ChoiceFilter(choices=Response.Category.choices)
     tier = filters.CharFilter(lookup_expr="iexact", help_text="The tier when the partner answered.")
     region = filters.CharFilter(lookup_expr="iexact")
     partner_type = filters.CharFilter(lookup_expr="iexact")
-    account_owner = filters.NumberFilter(field_name="account_owner_id")
+    account_owner = IdFilter(field_name="account_owner_id")
     submitted_after = filters.DateFilter(
         method="filter_after", help_text="First day included (UTC), e.g. 2025-01-01."
     )
@@ -100,9 +116,9 @@ class ResponseFilter(filters.FilterSet):
 class FollowUpFilter(filters.FilterSet):
     status = filters.MultipleChoiceFilter(choices=FollowUp.Status.choices)
     priority = filters.ChoiceFilter(choices=FollowUp.Priority.choices)
-    assignee = filters.NumberFilter(field_name="assignee_id")
+    assignee = IdFilter(field_name="assignee_id")
     unassigned = filters.BooleanFilter(field_name="assignee", lookup_expr="isnull")
-    partner = filters.NumberFilter(field_name="partner_id")
+    partner = IdFilter(field_name="partner_id")
     overdue = filters.BooleanFilter(
         method="filter_overdue", help_text="Open, uncontacted, past due."
     )
@@ -121,7 +137,7 @@ class FollowUpFilter(filters.FilterSet):
 
 
 class FollowUpEventFilter(filters.FilterSet):
-    followup = filters.NumberFilter(field_name="followup_id")
+    followup = IdFilter(field_name="followup_id")
     kind = filters.ChoiceFilter(choices=FollowUpEvent.Kind.choices)
     created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
@@ -133,7 +149,7 @@ class FollowUpEventFilter(filters.FilterSet):
 class ChangeFilter(filters.FilterSet):
     status = filters.ChoiceFilter(choices=Change.Status.choices)
     category = filters.ChoiceFilter(choices=Change.Category.choices)
-    followup = filters.NumberFilter(field_name="followups")
+    followup = IdFilter(field_name="followups")
 
     class Meta:
         model = Change
@@ -150,7 +166,7 @@ class SubscriptionFilter(filters.FilterSet):
 
 
 class DeliveryFilter(filters.FilterSet):
-    subscription = filters.NumberFilter(field_name="subscription_id")
+    subscription = IdFilter(field_name="subscription_id")
     status = filters.ChoiceFilter(choices=Delivery.Status.choices)
     event = filters.ChoiceFilter(choices=Subscription.Event.choices)
     event_id = filters.UUIDFilter()

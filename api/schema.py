@@ -1,6 +1,7 @@
 """drf-spectacular post-processing: document the error answers of every operation.
 
-Every operation may answer 401, 403 and 429; operations on one object also 404; operations
+Every operation may answer 401, 403 and 429; operations on one object, and lists (a page out of
+range or a bad cursor), also 404; operations
 that take input or filters also 400. All in the one error shape of ``api.exceptions``.
 """
 
@@ -37,7 +38,7 @@ DESCRIPTIONS = {
     "400": "Invalid input or filter: the fields say which and why.",
     "401": "No credentials, or an unknown token.",
     "403": "Authenticated, but the role does not allow this.",
-    "404": "No such object.",
+    "404": "No such object (or, on a list, no such page or cursor).",
     "405": "Method not allowed.",
     "409": "The object changed since it was read (stale version).",
     "415": "Send JSON.",
@@ -60,7 +61,7 @@ def add_error_responses(result, generator, request, public):
                 continue
             responses = op.setdefault("responses", {})
             codes = ["401", "403", "429"]
-            if "{" in path:
+            if "{" in path or method == "get":  # lists: an out-of-range page or bad cursor
                 codes.append("404")
             if method in ("post", "put", "patch") or op.get("parameters"):
                 codes.append("400")

@@ -95,7 +95,7 @@ class StaffUserField(serializers.PrimaryKeyRelatedField):
 class PartnerSerializer(serializers.ModelSerializer):
     tier = NameField("tier", queryset=Tier.objects.all())
     partner_type = NameField("partner type", queryset=PartnerType.objects.all())
-    account_owner = UserSummarySerializer(read_only=True)
+    account_owner = UserSummarySerializer(read_only=True, allow_null=True)
     account_owner_email = StaffEmailField(
         write_only=True,
         required=False,
@@ -305,7 +305,7 @@ class PartnerSummarySerializer(serializers.ModelSerializer):
 
 class ResponseSerializer(serializers.ModelSerializer):
     partner = PartnerSummarySerializer(read_only=True)
-    account_owner = UserSummarySerializer(read_only=True)
+    account_owner = UserSummarySerializer(read_only=True, allow_null=True)
     followup = serializers.SerializerMethodField()
 
     class Meta:
@@ -340,10 +340,10 @@ class ResponseSerializer(serializers.ModelSerializer):
 
 class FollowUpSerializer(serializers.ModelSerializer):
     partner = PartnerSummarySerializer(read_only=True)
-    assignee = UserSummarySerializer(read_only=True)
+    assignee = UserSummarySerializer(read_only=True, allow_null=True)
     score = serializers.IntegerField(source="response.score", read_only=True)
     comment = serializers.CharField(source="response.comment", read_only=True)
-    root_cause = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    root_cause = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     is_overdue = serializers.SerializerMethodField()
 
     class Meta:
@@ -414,7 +414,7 @@ class FollowUpNoteSerializer(VersionMixin):
 
 
 class FollowUpEventSerializer(serializers.ModelSerializer):
-    actor = UserSummarySerializer(read_only=True)
+    actor = UserSummarySerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = FollowUpEvent
@@ -423,8 +423,8 @@ class FollowUpEventSerializer(serializers.ModelSerializer):
 
 
 class ChangeSerializer(serializers.ModelSerializer):
-    owner = UserSummarySerializer(read_only=True)
-    created_by = UserSummarySerializer(read_only=True)
+    owner = UserSummarySerializer(read_only=True, allow_null=True)
+    created_by = UserSummarySerializer(read_only=True, allow_null=True)
     followups = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 
     class Meta:
@@ -484,8 +484,8 @@ class NotifyResultSerializer(serializers.Serializer):
 class NpsQuerySerializer(serializers.Serializer):
     GROUPS = ["wave", "tier", "region", "partner_type", "account_owner"]
 
-    program = serializers.IntegerField(required=False, min_value=1)
-    wave = serializers.IntegerField(required=False, min_value=1)
+    program = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    wave = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     submitted_after = serializers.DateField(
         required=False, help_text="First day included (UTC), e.g. 2025-01-01."
     )
@@ -493,7 +493,7 @@ class NpsQuerySerializer(serializers.Serializer):
     tier = serializers.CharField(required=False, max_length=60)
     region = serializers.CharField(required=False, max_length=100)
     partner_type = serializers.CharField(required=False, max_length=60)
-    account_owner = serializers.IntegerField(required=False, min_value=1)
+    account_owner = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     group_by = serializers.ChoiceField(choices=GROUPS, required=False)
 
     def validate(self, attrs):
@@ -536,7 +536,7 @@ class NpsReportSerializer(serializers.Serializer):
 
 
 class SubscriptionSerializer(serializers.ModelSerializer):
-    owner = UserSummarySerializer(read_only=True)
+    owner = UserSummarySerializer(read_only=True, allow_null=True)
     events = serializers.ListField(
         child=serializers.ChoiceField(choices=Subscription.Event.choices),
         allow_empty=False,
@@ -602,7 +602,7 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 class TokenSerializer(serializers.Serializer):
-    user = UserSummarySerializer(read_only=True)
+    user = UserSummarySerializer(read_only=True, allow_null=True)
     created = serializers.DateTimeField(read_only=True)
 
 

@@ -164,3 +164,25 @@ def test_docs_page_lists_the_operations(client):
     answer = client.get("/api/docs/")
     assert answer.status_code == 200
     assert "GET /api/v1/nps/" in answer.content.decode()
+
+
+def test_huge_ids_and_too_many_fields_are_400_not_500(api, admin_user):
+    client = api(admin_user)
+    answer = client.get("/api/v1/responses/?program=99999999999999999999999")
+    assert answer.status_code == 400
+    assert error(answer)["fields"] == {
+        "program": ["Ensure this value is less than or equal to 9223372036854775807."]
+    }
+    body = "&".join(f"followup_ids={n}" for n in range(1200))
+    answer = client.post(
+        "/api/v1/changes/", data=body, content_type="application/x-www-form-urlencoded"
+    )
+    assert answer.status_code == 400
+    assert error(answer)["code"] == "parse_error"
+
+
+def test_unknown_api_path_answers_404_to_a_post_with_a_session_cookie(client, cs_agent):
+    client.force_login(cs_agent)
+    answer = client.post("/api/v1/contacts/1.5/")
+    assert answer.status_code == 404
+    assert answer["Content-Type"] == "application/json"

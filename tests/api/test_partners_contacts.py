@@ -109,7 +109,7 @@ def test_partner_filters(api, cs_agent):
     assert names("?ordering=-name") == ["Bolt Systems", "Acme Networks"]
     answer = client.get(PARTNERS + "?account_owner=sam")
     assert answer.status_code == 400
-    assert error(answer)["fields"] == {"account_owner": ["Enter a number."]}
+    assert error(answer)["fields"] == {"account_owner": ["Enter a whole number."]}
 
 
 def test_admin_creates_a_contact_with_a_lower_cased_email(api, admin_user):
