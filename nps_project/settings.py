@@ -109,6 +109,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# A partner whose browser did not send the form's CSRF cookie gets a page in their language
+# that says what to do; staff pages keep Django's page.
+CSRF_FAILURE_VIEW = "surveys.views.csrf_failure"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "followups:queue"
 LOGOUT_REDIRECT_URL = "login"
@@ -122,6 +126,8 @@ LANGUAGES = [
     ("es", "Español"),
     ("ja", "日本語"),
 ]
+# The partner-facing catalogues (form, pages, emails): locale/<lang>/LC_MESSAGES/django.po and
+# the compiled .mo are both committed, so running the product needs no GNU gettext.
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -181,6 +187,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "surveys.tasks.reconcile_surveys",
         "schedule": crontab(minute="*/5"),
     },
+    # Reminders are days apart: a "what is due" query every five minutes, never broker ETAs.
+    "surveys-reminders": {
+        "task": "surveys.tasks.run_reminder_tick",
+        "schedule": crontab(minute="*/5"),
+    },
+    "webhooks-reconcile": {
+        "task": "webhooks.tasks.reconcile_webhooks",
+        "schedule": crontab(minute="*/5"),
+    },
     "followups-reconcile": {
         "task": "followups.tasks.reconcile_followups",
         "schedule": crontab(minute="*/5"),
@@ -191,6 +206,22 @@ CELERY_BEAT_SCHEDULE = {
 # Invitations are emailed in batches of this size over one SMTP connection per batch.
 NPS_SEND_BATCH_SIZE = env.int("NPS_SEND_BATCH_SIZE", default=100)
 NPS_SEND_MAX_ATTEMPTS = env.int("NPS_SEND_MAX_ATTEMPTS", default=5)
+# A failed send waits base * 2**attempts seconds (at most the max) before the sweep takes it
+# again. The end-to-end tests shorten these for their worker process.
+NPS_SEND_RETRY_BASE_SECONDS = env.float("NPS_SEND_RETRY_BASE_SECONDS", default=60.0)
+NPS_SEND_RETRY_MAX_SECONDS = env.float("NPS_SEND_RETRY_MAX_SECONDS", default=4 * 3600.0)
+# A row claimed ("sending") for longer than this belonged to a worker that died; a queued row
+# whose task has not run for this long lost its task. Keep it above CELERY_TASK_TIME_LIMIT, so a
+# live task is never overtaken by the sweep (that would email twice).
+NPS_SEND_STALE_SECONDS = env.float("NPS_SEND_STALE_SECONDS", default=900.0)
+# Emails per minute across all programs (0 = no global limit); a program may set its own lower
+# limit (Program.send_rate_per_minute). The beat tick releases at most this many rows a minute.
+NPS_SEND_RATE_PER_MINUTE = env.int("NPS_SEND_RATE_PER_MINUTE", default=0)
+# At most this many invitations (or reminders) are released per tick.
+NPS_ENQUEUE_LIMIT = env.int("NPS_ENQUEUE_LIMIT", default=100_000)
+# The shared secret that signs bounce and complaint events posted to /delivery/events/
+# (HMAC-SHA256, see surveys/delivery.py). Empty = the endpoint refuses every event.
+NPS_DELIVERY_EVENTS_SECRET = env.str("NPS_DELIVERY_EVENTS_SECRET", default="")
 # First contact with a detractor is due this many business days after the response.
 NPS_FOLLOWUP_SLA_BUSINESS_DAYS = env.int("NPS_FOLLOWUP_SLA_BUSINESS_DAYS", default=2)
 
