@@ -236,8 +236,53 @@ class Program(models.Model):
             )
         if not isinstance(self.regions, list) or not all(isinstance(r, str) for r in self.regions):
             errors["regions"] = _('Give a list of region names, e.g. ["EMEA", "APAC"].')
+        errors.update(self._clean_branding())
         if errors:
             raise ValidationError(errors)
+
+    def _clean_branding(self) -> dict:
+        """The partner-facing fields: brand colour, logo and extra questions."""
+        import re
+
+        errors = {}
+        if not re.fullmatch(r"#[0-9A-Fa-f]{6}", self.brand_colour or ""):
+            errors["brand_colour"] = _("Give a hex colour with a # and six digits, e.g. #0b5cad.")
+        if self.logo_url and not self.logo_url.startswith("https://"):
+            errors["logo_url"] = _(
+                "Give an https:// address, so mail clients and browsers show it."
+            )
+        questions = self.extra_questions
+        keys = (
+            [q.get("key") for q in questions]
+            if isinstance(questions, list) and all(isinstance(q, dict) for q in questions)
+            else None
+        )
+        if (
+            keys is None
+            or len(set(keys)) != len(keys)
+            or not all(
+                isinstance(q.get("key"), str)
+                and re.fullmatch(r"[a-z0-9_]{1,40}", q["key"])
+                and isinstance(q.get("label"), str)
+                and q["label"].strip()
+                and q.get("type", "text") in ("text", "choice")
+                and (
+                    q.get("type", "text") == "text"
+                    or (
+                        isinstance(q.get("choices"), list)
+                        and q["choices"]
+                        and all(isinstance(c, str) and c.strip() for c in q["choices"])
+                    )
+                )
+                for q in questions
+            )
+        ):
+            errors["extra_questions"] = _(
+                'Give a list of questions, each with a unique "key" (lower-case letters, digits, '
+                '_), a "label" and a "type" of "text" or "choice"; a choice needs a list of '
+                '"choices".'
+            )
+        return errors
 
 
 class Wave(models.Model):

@@ -7,6 +7,7 @@ side effect (an email) is preceded by a conditional UPDATE that claims the row.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterable
 from smtplib import SMTPException
@@ -43,10 +44,28 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 def supported_language(code: str) -> str:
-    """The contact's language if the product has it, else English."""
-    code = (code or "").lower()
-    available = {lang for lang, _name in settings.LANGUAGES}
-    return code if code in available else settings.LANGUAGE_CODE
+    """The contact's language if the product has a translation for it, else English.
+
+    Case-insensitive, and a regional variant counts as its language (``DE``, ``de-AT`` -> ``de``).
+    A valid code without a translation yet (a language in ``LANGUAGES`` whose catalogue is not in
+    ``LOCALE_PATHS``, or one not offered at all) falls back to English for content, so a page
+    never claims ``lang="xx"`` while showing English text.
+    """
+    code = (code or "").strip().lower().replace("_", "-").split("-", 1)[0]
+    return code if code in _translated_languages() else settings.LANGUAGE_CODE
+
+
+@functools.cache
+def _translated_languages() -> frozenset[str]:
+    """The offered languages with a compiled catalogue of ours (English needs none)."""
+    from pathlib import Path
+
+    found = {settings.LANGUAGE_CODE}
+    for code, _name in settings.LANGUAGES:
+        for folder in settings.LOCALE_PATHS:
+            if (Path(folder) / code / "LC_MESSAGES" / "django.mo").is_file():
+                found.add(code)
+    return frozenset(found)
 
 
 # --- Waves ----------------------------------------------------------------------------------
@@ -397,20 +416,59 @@ def _validated_score(score) -> int:
     return value
 
 
+ANSWER_MAX_LENGTH = 1000  # one extra question's text answer
+
+
+def _validated_answers(program: Program, answers) -> dict[str, str]:
+    """The answers to ``program.extra_questions``: known keys only, a choice among the choices,
+    text trimmed and at most ``ANSWER_MAX_LENGTH`` characters; empty answers are left out."""
+    if answers is None:
+        return {}
+    if not isinstance(answers, dict):
+        raise ValidationError({"answers": _("The answers could not be read.")})
+    questions = {q.get("key"): q for q in (program.extra_questions or []) if isinstance(q, dict)}
+    cleaned, errors = {}, {}
+    for key, value in answers.items():
+        question = questions.get(key)
+        if question is None:
+            errors[f"q_{key}"] = _("This question is not part of the survey.")
+            continue
+        value = "" if value is None else value
+        if not isinstance(value, str):
+            errors[f"q_{key}"] = _("The answers could not be read.")
+            continue
+        value = value.strip()
+        if not value:
+            continue
+        if question.get("type") == "choice" and value not in (question.get("choices") or []):
+            errors[f"q_{key}"] = _("Choose one of the answers offered.")
+        elif len(value) > ANSWER_MAX_LENGTH:
+            errors[f"q_{key}"] = _("Please keep this answer under 1,000 characters.")
+        else:
+            cleaned[key] = value
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
 @transaction.atomic
 def response_submit(
     *,
     invitation_id: int,
     score: int | str,
     comment: str = "",
+    answers: dict[str, str] | None = None,
+    wants_contact: bool = False,
     now: dt.datetime | None = None,
 ) -> Response:
     """Record or revise the answer to one invitation; a detractor gets its follow-up.
 
     Locks the invitation row, so two submissions at the same instant produce one response. The
     answer may be revised while the wave is open; the partner's segment is recorded as it is at
-    the first answer. Raises ``ValidationError`` for a bad score or comment and
-    ``WaveClosedError`` when the wave is not open; nothing is written in either case.
+    the first answer. ``answers`` holds the program's extra questions by key (validated against
+    ``Program.extra_questions``); ``wants_contact`` is the "please contact me" box. Raises
+    ``ValidationError`` for a bad score, comment or answer and ``WaveClosedError`` when the
+    wave is not open; nothing is written in either case.
     """
     from followups.services import followup_for_response
 
@@ -420,10 +478,12 @@ def response_submit(
     if len(comment) > 5000:
         raise ValidationError({"comment": _("Please keep your answer under 5,000 characters.")})
     invitation = (
-        Invitation.objects.select_for_update()
-        .select_related("wave", "contact__partner__tier", "contact__partner__partner_type")
+        Invitation.objects.select_for_update(of=("self",))
+        .select_related("wave__program", "contact__partner__tier", "contact__partner__partner_type")
         .get(pk=invitation_id)
     )
+    cleaned_answers = _validated_answers(invitation.wave.program, answers)
+    wants_contact = bool(wants_contact)
     if not invitation.wave.is_open_at(now):
         raise WaveClosedError
     partner = invitation.contact.partner
@@ -439,6 +499,8 @@ def response_submit(
             score=value,
             category=category,
             comment=comment,
+            answers=cleaned_answers,
+            wants_contact=wants_contact,
             language=supported_language(invitation.contact.language),
             tier=partner.tier.name,
             partner_type=partner.partner_type.name,
@@ -450,7 +512,17 @@ def response_submit(
     else:
         revised_from = (response.score, response.comment)
         response.score, response.category, response.comment = value, category, comment
-        response.save(update_fields=["score", "category", "comment", "updated_at"])
+        response.answers, response.wants_contact = cleaned_answers, wants_contact
+        response.save(
+            update_fields=[
+                "score",
+                "category",
+                "comment",
+                "answers",
+                "wants_contact",
+                "updated_at",
+            ]
+        )
     followup_for_response(response=response, revised_from=revised_from, now=now)
     if revised_from is None:
         from webhooks import payloads

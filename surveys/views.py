@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone, translation
+from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from . import services
-from .forms import SCORES, ResponseForm, parse_score
-from .models import Invitation, Response, Wave
+from . import branding, services
+from .forms import BAND_PROMPTS, SCORES, ResponseForm, band_of, parse_score, why_prompt
+from .models import Invitation, Program, Response, Wave
 
 OPEN, NOT_OPEN_YET, CLOSED = "open", "not-open-yet", "closed"
 
@@ -58,6 +62,42 @@ def _program_zone(program) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo("UTC")
 
 
+def _display_language(request, invitation: Invitation | None) -> tuple[str, str]:
+    """(language, override): the page's language and the ``?lang=`` that chose it, if any.
+
+    ``?lang=`` (the page's language switcher) changes only what this page shows and is carried
+    in the page's own links; it is never stored. Without it: the contact's language, or for an
+    unknown link the browser's. A language without a translation falls back to English.
+    """
+    asked = request.GET.get("lang")
+    if isinstance(asked, str) and asked:
+        language = services.supported_language(asked)
+        if language == asked.lower():
+            return language, language
+    if invitation is None:
+        return services.supported_language(translation.get_language() or ""), ""
+    return services.supported_language(invitation.contact.language), ""
+
+
+def _with_lang(url: str, override: str, **params) -> str:
+    query = {k: v for k, v in {**params, "lang": override}.items() if v not in (None, "")}
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+def _languages(request, override: str, current: str, score: int | None = None) -> list[dict]:
+    """The language switcher's links: this page in each language (GET, nothing stored)."""
+    return [
+        {
+            "code": code,
+            "name": name,
+            "url": _with_lang(request.path, code, score=score),
+            "current": code == current,
+        }
+        for code, name in settings.LANGUAGES
+        if services.supported_language(code) == code
+    ]
+
+
 def _render(
     request,
     template: str,
@@ -65,27 +105,49 @@ def _render(
     *,
     invitation: Invitation | None = None,
     status: int = 200,
+    score: int | None = None,
 ):
-    """Render in the contact's language and the program's time zone (for an unknown link: the
-    browser's language and UTC)."""
+    """Render in the display language and the program's time zone (for an unknown link: the
+    browser's language and UTC), with the program's branding."""
+    language, override = _display_language(request, invitation)
     if invitation is None:
-        language = translation.get_language() or settings.LANGUAGE_CODE
         zone = zoneinfo.ZoneInfo("UTC")
     else:
-        language = services.supported_language(invitation.contact.language)
         zone = _program_zone(invitation.wave.program)
+        program = invitation.wave.program
         context = {
             "invitation": invitation,
             "contact": invitation.contact,
-            "program": invitation.wave.program,
+            "program": program,
             "wave": invitation.wave,
             "time_zone": zone.key,
+            "brand_css": _brand_css_url(program),
+            "logo_url": branding.logo_url(program.logo_url),
             **context,
         }
+    context = {
+        "LANGUAGE_CODE": language,
+        "lang_override": override,
+        "languages": _languages(request, override, language, score),
+        **context,
+    }
+    if "token" in context:
+        token = context["token"]
+        context.setdefault(
+            "respond_url", _with_lang(reverse("surveys:respond", args=[token]), override)
+        )
+        context.setdefault(
+            "unsubscribe_url", _with_lang(reverse("surveys:unsubscribe", args=[token]), override)
+        )
     with translation.override(language), timezone.override(zone):
-        response = render(request, template, {"LANGUAGE_CODE": language, **context}, status=status)
+        response = render(request, template, context, status=status)
     response.headers["Content-Language"] = language
     return response
+
+
+def _brand_css_url(program: Program) -> str:
+    colour = branding.palette(program.brand_colour).brand
+    return reverse("surveys:brand-css", args=[program.pk]) + "?v=" + colour.lstrip("#")
 
 
 def _wave_state(wave: Wave) -> str:
@@ -134,31 +196,48 @@ def respond(request, token: str):
     previous = _response_of(invitation)
     status = 200
     if request.method == "POST":
-        form = ResponseForm(request.POST, why_prompt=program.why_prompt)
+        form = ResponseForm(request.POST, program=program, why_prompt=program.why_prompt)
         if form.is_valid():
             try:
                 services.response_submit(
                     invitation_id=invitation.pk,
                     score=form.cleaned_data["score"],
                     comment=form.cleaned_data["comment"],
+                    answers=form.answers(),
+                    wants_contact=form.cleaned_data["wants_contact"],
                 )
             except ValidationError as exc:
-                form.add_error(None, exc)
+                for field, messages in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, messages)
             except services.WaveClosedError:
                 # The wave closed between loading the invitation and locking it.
                 return _unavailable(request, invitation, token, CLOSED)
             else:
-                return redirect("surveys:thanks", token)
+                _language, override = _display_language(request, invitation)
+                return redirect(_with_lang(reverse("surveys:thanks", args=[token]), override))
         status = 400
     else:
         initial = {}
         if previous is not None:
-            initial = {"score": previous.score, "comment": previous.comment}
+            initial = {
+                "score": previous.score,
+                "comment": previous.comment,
+                "wants_contact": previous.wants_contact,
+                **{f"q_{key}": value for key, value in (previous.answers or {}).items()},
+            }
         chosen = parse_score(request.GET.get("score"))
         if chosen is not None:
             initial["score"] = chosen
-        form = ResponseForm(initial=initial, why_prompt=program.why_prompt)
+        form = ResponseForm(initial=initial, program=program, why_prompt=program.why_prompt)
     selected = form.selected_score()
+    language, override = _display_language(request, invitation)
+    with translation.override(language):
+        words = branding.wording(program)
+        prompt = why_prompt(program.why_prompt, selected)
+        prompts = {
+            "none": why_prompt(program.why_prompt, None),
+            **{band: str(text) for band, text in BAND_PROMPTS.items()},
+        }
     response = _render(
         request,
         "surveys/respond.html",
@@ -166,25 +245,50 @@ def respond(request, token: str):
             "token": token,
             "form": form,
             "previous": previous,
-            "scores": [(n, n == selected) for n in SCORES],
+            "scores": [(n, n == selected, band_of(n)) for n in SCORES],
+            "why_prompt": prompt,
+            "prompts": prompts,
+            "questions": form.question_rows(),
+            "wants_contact": form["wants_contact"].value(),
+            "form_action": _with_lang(reverse("surveys:respond", args=[token]), override),
+            "words": words,
         },
         invitation=invitation,
         status=status,
+        score=selected if request.method != "POST" else None,
     )
     response.headers["Referrer-Policy"] = FORM_REFERRER_POLICY
     return response
 
 
+def partner_updates_url(invitation: Invitation) -> str | None:
+    """HOOK: the partner's "you told us, we did" page, when it has earlier feedback acted on.
+
+    The page is built in ``followups``; until it exposes a function for its address this returns
+    None and the thank-you page shows no link.
+    """
+    try:
+        from followups import selectors as followup_selectors
+    except ImportError:  # pragma: no cover - followups is always installed
+        return None
+    finder = getattr(followup_selectors, "partner_updates_url", None)
+    if finder is None:
+        return None
+    return finder(invitation=invitation)
+
+
 @require_http_methods(["GET", "HEAD"])
 @partner_page
 def thanks(request, token: str):
+    """What happens next, per category; a detractor is told someone will be in touch."""
     invitation = services.invitation_for_token(token)
     if invitation is None:
         return _invalid_link(request)
     response = _response_of(invitation)
     if response is None:
         # Nothing answered yet (the page was opened directly): show the form.
-        return redirect("surveys:respond", token)
+        _language, override = _display_language(request, invitation)
+        return redirect(_with_lang(reverse("surveys:respond", args=[token]), override))
     return _render(
         request,
         "surveys/thanks.html",
@@ -194,9 +298,45 @@ def thanks(request, token: str):
             "is_detractor": response.category == Response.Category.DETRACTOR,
             "can_change": _wave_state(invitation.wave) == OPEN,
             "followup_days": settings.NPS_FOLLOWUP_SLA_BUSINESS_DAYS,
+            "updates_url": partner_updates_url(invitation),
         },
         invitation=invitation,
     )
+
+
+@require_http_methods(["GET", "HEAD"])
+def brand_css(request, program_id: int):
+    """A program's colours as CSS custom properties, from its validated brand colour. A file,
+    not an inline style, so the pages keep working under a CSP without 'unsafe-inline'. Its
+    address carries the colour, so it can be cached for long."""
+    colour = Program.objects.filter(pk=program_id).values_list("brand_colour", flat=True).first()
+    if colour is None:
+        raise Http404
+    response = HttpResponse(branding.palette(colour).stylesheet(), content_type="text/css")
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def csrf_failure(request, reason: str = ""):
+    """``CSRF_FAILURE_VIEW``: a partner whose browser did not send the form's cookie gets a page
+    that says what to do, in their language, instead of Django's developer page. Staff pages
+    keep Django's page."""
+    prefix = reverse("surveys:respond", args=["x" * 32]).split("x" * 32)[0]
+    if not request.path.startswith(prefix):
+        return django_csrf_failure(request, reason=reason)
+    token = request.path[len(prefix) :].split("/", 1)[0]
+    invitation = services.invitation_for_token(token)
+    response = _render(
+        request,
+        "surveys/csrf_failure.html",
+        {"back_url": request.get_full_path()},
+        invitation=invitation,
+        status=403,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @csrf_exempt  # RFC 8058: mail clients POST "List-Unsubscribe=One-Click" with no cookies at all

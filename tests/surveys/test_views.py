@@ -124,12 +124,17 @@ def test_partner_pages_are_not_cached_indexed_or_referred(client, token):
     assert client.get(unsubscribe_url(token))["Referrer-Policy"] == "no-referrer"
 
 
-def test_the_form_loads_nothing_from_other_sites_and_needs_no_javascript(client, token):
+def test_the_form_loads_nothing_from_other_sites_and_has_no_inline_script_or_style(client, token):
     html = client.get(respond_url(token)).content.decode()
 
-    assert "<script" not in html
+    # One deferred enhancement script from this site; no inline script, handler or style, so
+    # the page works under a CSP without 'unsafe-inline' (and without JavaScript at all).
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/js/survey.js" defer>']
+    assert "</script>" in html and "<script>" not in html
+    assert not re.search(r"\son\w+=", html)
+    assert "<style" not in html and " style=" not in html
     for url in re.findall(r'(?:src|href|action)="([^"]*)"', html):
-        assert url.startswith(("/", "#")), url
+        assert url.startswith(("/", "#", "?")), url
 
 
 def test_get_head_and_score_links_change_nothing(client, invitation, token):
@@ -489,3 +494,243 @@ def test_unsubscribe_still_works_after_the_wave_closed(client, invitation, token
 def test_partner_pages_refuse_other_methods(client, token):
     assert client.put(respond_url(token)).status_code == 405
     assert client.post(thanks_url(token)).status_code == 405
+
+
+# --- The "why?" prompt, extra questions and "please contact me" --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("score", "prompt"),
+    [
+        (None, "What is the main reason for your score?"),
+        ("0", "What disappointed you most, and what should we do better?"),
+        ("6", "What disappointed you most, and what should we do better?"),
+        ("7", "What would make it a 10 for you?"),
+        ("8", "What would make it a 10 for you?"),
+        ("9", "What do you value most in working with us?"),
+        ("10", "What do you value most in working with us?"),
+    ],
+)
+def test_the_why_prompt_follows_the_score_band_without_javascript(client, token, score, prompt):
+    html = client.get(respond_url(token), {"score": score} if score else {}).content.decode()
+
+    assert f'<span class="why-prompt" aria-live="polite">{prompt}</span>' in html
+    # The enhancement script reads the other bands' prompts from the page.
+    assert 'data-prompt-passive="What would make it a 10 for you?"' in html
+
+
+def test_a_programs_own_why_prompt_is_shown_before_a_score_is_chosen(client, invitation, token):
+    program = invitation.wave.program
+    program.why_prompt = "Why that score for Northwind?"
+    program.save()
+
+    html = client.get(respond_url(token)).content.decode()
+
+    prompt = "Why that score for Northwind?"
+    assert f'<span class="why-prompt" aria-live="polite">{prompt}</span>' in html
+
+
+@pytest.fixture
+def questions(invitation):
+    program = invitation.wave.program
+    program.intro = "We read every answer.\nIt takes a minute."
+    program.extra_questions = [
+        {
+            "key": "support",
+            "label": "How was support?",
+            "type": "choice",
+            "choices": ["Good", "Poor"],
+        },
+        {"key": "wish", "label": "One thing you wish we did?", "type": "text"},
+    ]
+    program.save()
+    return program
+
+
+def test_the_form_shows_the_intro_and_the_extra_questions(client, token, questions):
+    html = client.get(respond_url(token)).content.decode()
+
+    assert '<p class="intro">We read every answer.<br>It takes a minute.</p>' in html
+    assert '<legend>How was support? <span class="optional">(optional)</span></legend>' in html
+    assert 'name="q_support" value="Good"' in html and 'name="q_support" value="Poor"' in html
+    assert '<label for="id_q_wish">One thing you wish we did?' in html
+    assert '<input type="checkbox" name="wants_contact" id="id_wants_contact">' in html
+
+
+def test_extra_answers_and_the_contact_request_are_stored(client, token, questions):
+    page = client.post(
+        respond_url(token),
+        {"score": "7", "q_support": "Poor", "q_wish": "  Faster quotes ", "wants_contact": "on"},
+    )
+
+    assert page.status_code == 302
+    response = Response.objects.get()
+    assert response.answers == {"support": "Poor", "wish": "Faster quotes"}
+    assert response.wants_contact is True
+
+
+def test_extra_questions_are_optional(client, token, questions):
+    assert client.post(respond_url(token), {"score": "9"}).status_code == 302
+
+    response = Response.objects.get()
+    assert (response.answers, response.wants_contact) == ({}, False)
+
+
+def test_a_revision_shows_and_replaces_the_extra_answers(client, token, questions):
+    client.post(respond_url(token), {"score": "7", "q_support": "Poor", "wants_contact": "on"})
+
+    html = client.get(respond_url(token)).content.decode()
+    assert 'name="q_support" value="Poor" checked' in html
+    assert 'id="id_wants_contact" checked' in html
+
+    client.post(respond_url(token), {"score": "9", "q_wish": "Nothing"})
+    response = Response.objects.get()
+    assert (response.answers, response.wants_contact) == ({"wish": "Nothing"}, False)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"q_support": "Excellent"}, "Choose one of the answers offered."),
+        ({"q_wish": "x" * 1001}, "Please keep this answer under 1,000 characters."),
+    ],
+)
+def test_a_bad_extra_answer_shows_the_form_again_and_stores_nothing(
+    client, invitation, token, questions, data, message
+):
+    before = state_snapshot(invitation)
+
+    page = client.post(respond_url(token), {"score": "8", **data})
+
+    assert page.status_code == 400
+    assert message in page.content.decode()
+    assert state_snapshot(invitation) == before
+
+
+def test_malformed_extra_questions_do_not_break_the_page(client, invitation, token):
+    program = invitation.wave.program
+    type(program).objects.filter(pk=program.pk).update(
+        extra_questions=[{"key": "x"}, "nonsense", {"key": "ok", "label": "Fine?", "type": "text"}]
+    )
+
+    page = client.get(respond_url(token))
+
+    assert page.status_code == 200
+    assert 'name="q_ok"' in page.content.decode()
+    assert 'name="q_x"' not in page.content.decode()
+
+
+# --- After answering -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("score", "wants_contact", "next_step"),
+    [
+        ("2", "", "Someone from our team will be in touch within 2 business days"),
+        ("7", "", "What you told us goes into the list of what we improve next"),
+        ("7", "on", "You asked us to contact you"),
+        ("10", "", "We will share what you value with the team"),
+        ("10", "on", "You asked us to contact you"),
+    ],
+)
+def test_the_thank_you_page_says_what_happens_next(client, token, score, wants_contact, next_step):
+    data = {"score": score, "wants_contact": wants_contact}
+
+    html = client.post(respond_url(token), data, follow=True).content.decode()
+
+    assert "<h2>What happens next</h2>" in html
+    assert next_step in html
+
+
+def test_the_thank_you_page_links_the_partners_updates_when_there_are_some(
+    client, token, monkeypatch
+):
+    from surveys import views
+
+    monkeypatch.setattr(views, "partner_updates_url", lambda invitation: "/p/example-page/")
+    html = client.post(respond_url(token), {"score": "8"}, follow=True).content.decode()
+    assert '<a href="/p/example-page/">See what we changed after earlier feedback</a>' in html
+
+    monkeypatch.setattr(views, "partner_updates_url", lambda invitation: None)
+    html = client.get(thanks_url(token)).content.decode()
+    assert "See what we changed" not in html
+
+
+# --- Branding --------------------------------------------------------------------------------
+
+
+def test_the_page_carries_the_programs_colours_as_a_stylesheet(client, invitation, token):
+    program = invitation.wave.program
+    program.brand_colour = "#FFD700"  # gold: too light for white text or links on white
+    program.save()
+
+    html = client.get(respond_url(token)).content.decode()
+    css_url = reverse("surveys:brand-css", args=[program.pk]) + "?v=ffd700"
+    assert f'<link rel="stylesheet" href="{css_url}">' in html
+
+    css = client.get(css_url)
+    assert css["Content-Type"] == "text/css"
+    assert css.content.decode() == ":root{--brand:#ffd700;--on-brand:#1b1f24;--accent:#0b5cad;}\n"
+    assert "immutable" in css["Cache-Control"]
+
+
+def test_a_dark_brand_colour_is_used_for_links_too(client, invitation):
+    program = invitation.wave.program
+    program.brand_colour = "#5B2C6F"
+    program.save()
+
+    css = client.get(reverse("surveys:brand-css", args=[program.pk])).content.decode()
+
+    assert css == ":root{--brand:#5b2c6f;--on-brand:#ffffff;--accent:#5b2c6f;}\n"
+
+
+@pytest.mark.parametrize("colour", ["red;}body{display:none", "#12345", "", None, "#0b5cad00"])
+def test_a_colour_that_is_not_hex_never_reaches_a_stylesheet(colour):
+    from surveys import branding
+
+    assert branding.palette(colour).brand == "#0b5cad"
+
+
+def test_the_stylesheet_of_an_unknown_program_is_a_404(client, db):
+    assert client.get(reverse("surveys:brand-css", args=[999999])).status_code == 404
+
+
+def test_the_logo_is_shown_only_from_an_https_address(client, invitation, token):
+    program = invitation.wave.program
+    program.logo_url = "https://cdn.northwind.example/logo.png"
+    program.save()
+
+    html = client.get(respond_url(token)).content.decode()
+    assert (
+        '<img class="logo" src="https://cdn.northwind.example/logo.png" '
+        'alt="Northwind Partner Program" referrerpolicy="no-referrer" height="40">'
+    ) in html
+
+    type(program).objects.filter(pk=program.pk).update(logo_url="http://northwind.example/l.png")
+    html = client.get(respond_url(token)).content.decode()
+    assert "<img" not in html
+    assert "Northwind Partner Program" in html
+
+
+# --- A form whose CSRF cookie went missing ----------------------------------------------------
+
+
+def test_a_missing_csrf_cookie_gets_a_page_in_the_partners_language(invitation, token):
+    Contact.objects.filter(pk=invitation.contact_id).update(language="de")
+    browser = Client(enforce_csrf_checks=True)
+
+    page = browser.post(respond_url(token), {"score": "9"})
+
+    assert page.status_code == 403
+    html = page.content.decode()
+    assert "Ihre Antwort wurde nicht gespeichert" in html
+    assert f'href="{respond_url(token)}"' in html
+    assert page["Cache-Control"] == "no-store"
+    assert Response.objects.count() == 0
+
+
+def test_a_staff_page_keeps_djangos_csrf_page(db):
+    page = Client(enforce_csrf_checks=True).post(reverse("login"), {"username": "x"})
+
+    assert page.status_code == 403
+    assert "CSRF verification failed" in page.content.decode()
