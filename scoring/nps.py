@@ -101,9 +101,17 @@ class NpsCounts:
 class NpsChange:
     """The change in NPS from ``before`` to ``after`` and whether it exceeds the noise.
 
-    The two waves are independent samples, so the standard error of the difference is
-    ``sqrt(se_before**2 + se_after**2)``; the change is significant at 95% when its absolute size
-    exceeds 1.96 of those.
+    ``delta`` and ``standard_error`` are the plain figures shown to people: the difference of the
+    two NPS and ``sqrt(se_before**2 + se_after**2)`` (the waves are independent samples).
+
+    The verdict is an *adjusted* two-sample z-test (the Agresti-Caffo idea carried over to the
+    three NPS categories): one pseudo-answer is added to each category of each wave, and the
+    change is significant at 95% when the adjusted difference exceeds 1.96 adjusted standard
+    errors. The plain test breaks down on small or unanimous waves: one detractor then one
+    promoter gives two standard errors of 0, and any move would be "significant". With the
+    adjustment, all detractors then all promoters is within noise on 1 or 2 answers per wave and
+    significant from 3 per wave; on waves of a few dozen answers or more the verdict agrees
+    with the plain test except right at the threshold. See docs/scoring.md.
     """
 
     before: NpsCounts
@@ -121,16 +129,43 @@ class NpsChange:
             return None
         return math.sqrt(self.before.standard_error**2 + self.after.standard_error**2)
 
+    @staticmethod
+    def _adjusted(counts: NpsCounts) -> NpsCounts:
+        return NpsCounts(counts.promoters + 1, counts.passives + 1, counts.detractors + 1)
+
     @property
-    def is_significant(self) -> bool | None:
+    def adjusted_delta(self) -> float | None:
+        """The difference of the two NPS with one pseudo-answer added to each category."""
         if self.delta is None:
             return None
-        se = self.standard_error
-        if se == 0:
-            return self.delta != 0
-        return abs(self.delta) > Z_95 * se
+        return self._adjusted(self.after).nps - self._adjusted(self.before).nps
+
+    @property
+    def adjusted_standard_error(self) -> float | None:
+        if self.delta is None:
+            return None
+        before, after = self._adjusted(self.before), self._adjusted(self.after)
+        return math.sqrt(before.standard_error**2 + after.standard_error**2)
+
+    @property
+    def is_significant(self) -> bool | None:
+        """True or False at 95%; None when either wave has no responses (no change to judge)."""
+        if self.delta is None:
+            return None
+        # The adjusted standard error is never 0: every adjusted wave has all three categories.
+        return abs(self.adjusted_delta) > Z_95 * self.adjusted_standard_error
 
 
 def response_rate(responses: int, invited: int) -> float | None:
     """Responses per invitation as a share from 0 to 1; ``None`` when nobody was invited."""
     return None if invited == 0 else responses / invited
+
+
+def recovery_rate(recovered: int, followed: int) -> float | None:
+    """Share (0 to 1) of past detractors whose next response was passive or promoter.
+
+    ``followed`` counts detractor answers that have a next answer from the same contact in a
+    later wave of the same program; those still waiting for one are left out, since nobody knows
+    yet whether they recovered. ``None`` when there are none.
+    """
+    return None if followed == 0 else recovered / followed

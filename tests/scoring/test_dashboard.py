@@ -124,7 +124,7 @@ def test_the_wave_table_shows_counts_shares_and_rates(client, cs_agent):
     # n, NPS, margin, promoters 3/7, passives 2/7, detractors 2/7, invited, 7/14 responded.
     assert wave_row(response, "Q2 2025") == (
         f"Q2 2025 {wave.opens_at:%-d %b %Y} – {wave.closes_at:%-d %b %Y} Open "
-        "7 14.3 ± 61.7 3 (42.9%) 2 (28.6%) 2 (28.6%) 14 50.0%"
+        "7 small sample 14.3 ± 61.7 3 (42.9%) 2 (28.6%) 2 (28.6%) 14 50.0%"
     )
 
 
@@ -226,9 +226,11 @@ def test_the_dashboard_query_count_does_not_grow_with_waves(
         answer(wave, 10, 9, 6, 7)
         InvitationFactory(wave=wave)
     client.force_login(cs_agent)
-    # session, user, the user's groups (role check), programs, waves, the response aggregate,
-    # the invitation aggregate, the latest wave's score distribution.
-    with django_assert_num_queries(8):
+    # session, user, the user's groups (role check), programs, the four filter choice lists
+    # (tiers, partner types, regions, account owners), waves, the response aggregate, the
+    # invitation aggregate, the latest wave's score distribution, the segment table (one
+    # grouped aggregate), the recovery of detractors (one aggregate).
+    with django_assert_num_queries(14):
         assert client.get(URL).status_code == 200
 
 

@@ -14,6 +14,7 @@ from scoring.nps import (
     NpsChange,
     NpsCounts,
     category,
+    recovery_rate,
     response_rate,
 )
 
@@ -223,9 +224,69 @@ def test_a_change_is_the_difference_of_the_two_scores(before, after):
     assert change.standard_error >= 0
 
 
-def test_a_change_between_two_unanimous_waves_is_significant_when_the_score_moved():
-    # Both standard errors are 0 (every answer in the same category), so any move is beyond noise.
+def test_a_change_between_two_large_unanimous_waves_is_significant():
+    # Both plain standard errors are 0. Adjusted: before (1, 1, 51) of 53, NPS -50/53 = -94.34;
+    # after (51, 1, 1), +94.34; adjusted delta 188.68. Per wave: p = 1/53, d = 51/53,
+    # variance = 52/53 - (50/53)^2 = 256/2809 = 0.091135; se^2 = 10000 * 0.091135 / 53 = 17.195;
+    # se of the difference = sqrt(2 * 17.195) = 5.8644; 1.96 * 5.8644 = 11.49 < 188.68.
     before = NpsCounts(detractors=50)
     after = NpsCounts(promoters=50)
-    assert NpsChange(before=before, after=after).is_significant is True
+    change = NpsChange(before=before, after=after)
+    assert change.standard_error == 0
+    assert change.adjusted_delta == pytest.approx(188.6792, abs=1e-4)
+    assert change.adjusted_standard_error == pytest.approx(5.8644, abs=1e-4)
+    assert change.is_significant is True
     assert NpsChange(before=before, after=before).is_significant is False
+
+
+def test_one_detractor_then_one_promoter_is_within_noise_not_significant():
+    # The plain test would call this significant: both standard errors are 0 and the NPS moved
+    # from -100 to +100. Adjusted: before (1, 1, 2) of 4 = -25, after (2, 1, 1) = +25, delta 50;
+    # per wave variance = 3/4 - 1/16 = 11/16, se^2 = 10000 * 11/16 / 4 = 1718.75;
+    # se of the difference = sqrt(3437.5) = 58.630; 1.96 * 58.630 = 114.92 > 50.
+    change = NpsChange(before=NpsCounts(detractors=1), after=NpsCounts(promoters=1))
+    assert change.delta == 200
+    assert change.standard_error == 0
+    assert change.adjusted_delta == pytest.approx(50)
+    assert change.adjusted_standard_error == pytest.approx(58.6302, abs=1e-4)
+    assert change.is_significant is False
+
+
+@pytest.mark.parametrize(("per_wave", "significant"), [(1, False), (2, False), (3, True)])
+def test_unanimous_swings_need_three_answers_per_wave_to_be_significant(per_wave, significant):
+    # 2 per wave: before (1, 1, 3) of 5 = -40, after +40, delta 80; variance .8 - .16 = .64,
+    # se^2 = 6400 / 5 = 1280, threshold 1.96 * sqrt(2560) = 99.17 > 80.
+    # 3 per wave: before (1, 1, 4) of 6 = -50, after +50, delta 100; variance 5/6 - 1/4 = 7/12,
+    # se^2 = 10000 * 7/12 / 6 = 972.2, threshold 1.96 * sqrt(1944.4) = 86.43 < 100.
+    change = NpsChange(before=NpsCounts(detractors=per_wave), after=NpsCounts(promoters=per_wave))
+    assert change.is_significant is significant
+
+
+def test_the_adjustment_keeps_the_verdicts_of_the_worked_examples():
+    # 200 vs 200 (-10 -> +30): adjusted delta 39.41, adjusted se 8.008, threshold 15.70.
+    big = NpsChange(
+        before=NpsCounts(promoters=60, passives=60, detractors=80),
+        after=NpsCounts(promoters=100, passives=60, detractors=40),
+    )
+    assert big.adjusted_delta == pytest.approx(39.4089, abs=1e-4)
+    assert big.adjusted_standard_error == pytest.approx(8.0085, abs=1e-4)
+    assert big.is_significant is True
+    # 20 vs 20 (0 -> +10): adjusted delta 8.70, adjusted se 22.93, threshold 44.95.
+    small = NpsChange(
+        before=NpsCounts(promoters=6, passives=8, detractors=6),
+        after=NpsCounts(promoters=7, passives=8, detractors=5),
+    )
+    assert small.adjusted_delta == pytest.approx(8.6957, abs=1e-4)
+    assert small.is_significant is False
+
+
+# --- Recovery rate --------------------------------------------------------------------------
+
+
+def test_recovery_rate_is_the_share_of_followed_detractors_who_moved_up():
+    assert recovery_rate(3, 4) == 0.75
+    assert recovery_rate(0, 2) == 0
+
+
+def test_recovery_rate_with_no_detractor_followed_yet_is_none():
+    assert recovery_rate(0, 0) is None
