@@ -8,6 +8,7 @@ urlpatterns = [
     path("", include("followups.urls")),
     path("s/", include("surveys.urls")),
     path("reports/", include("scoring.urls")),
+    path("delivery/", include("surveys.delivery_urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

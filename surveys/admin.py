@@ -240,17 +240,26 @@ class ContactAdmin(AdminRoleMixin, admin.ModelAdmin):
         "is_active",
         "opted_out_at",
         "bounced_at",
+        "complained_at",
     )
     list_filter = (
         "language",
         ("opted_out_at", admin.EmptyFieldListFilter),
         ("bounced_at", admin.EmptyFieldListFilter),
+        ("complained_at", admin.EmptyFieldListFilter),
         "is_active",
     )
     list_select_related = ("partner",)
     search_fields = ("email", "name", "partner__name")
     autocomplete_fields = ("partner",)
-    readonly_fields = ("opted_out_at", "bounced_at", "created_at", "updated_at")
+    readonly_fields = (
+        "opted_out_at",
+        "bounced_at",
+        "bounce_reason",
+        "complained_at",
+        "created_at",
+        "updated_at",
+    )
     fields = (
         "partner",
         "name",
@@ -259,10 +268,12 @@ class ContactAdmin(AdminRoleMixin, admin.ModelAdmin):
         "is_active",
         "opted_out_at",
         "bounced_at",
+        "bounce_reason",
+        "complained_at",
         "created_at",
         "updated_at",
     )
-    actions = ("resubscribe",)
+    actions = ("resubscribe", "clear_delivery_block")
 
     def has_resubscribe_permission(self, request):
         return roles.is_admin(request.user)
@@ -278,6 +289,32 @@ class ContactAdmin(AdminRoleMixin, admin.ModelAdmin):
         self.message_user(
             request,
             f"Re-subscribed {len(contacts)} contact(s); {skipped} were not opted out.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(
+        description="Clear the bounce and spam complaint (the address works again)",
+        permissions=["resubscribe"],
+    )
+    def clear_delivery_block(self, request, queryset):
+        if not roles.is_admin(request.user):
+            raise PermissionDenied
+        contacts = services.contacts_clear_delivery_block(
+            contact_ids=queryset.values_list("pk", flat=True)
+        )
+        for contact in contacts:
+            what = " and ".join(
+                text
+                for text, when in (
+                    (f"the bounce ({contact.bounce_reason or 'no reason'})", contact.bounced_at),
+                    ("the spam complaint", contact.complained_at),
+                )
+                if when
+            )
+            self.log_change(request, contact, f"Cleared {what}.")
+        self.message_user(
+            request,
+            f"Cleared {len(contacts)} contact(s); the others had no bounce or complaint.",
             messages.SUCCESS,
         )
 
@@ -324,9 +361,39 @@ class ProgramAdmin(AdminRoleMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("Reminders and throttle", {"fields": ("reminder_days", "max_reminders", "throttle_days")}),
+        (
+            "Reminders, throttle and send rate",
+            {
+                "fields": (
+                    "reminder_days",
+                    "max_reminders",
+                    "throttle_days",
+                    "send_rate_per_minute",
+                )
+            },
+        ),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
+
+    actions = ("pause", "resume")
+
+    @admin.action(description="Pause the schedule (no new waves)")
+    def pause(self, request, queryset):
+        for program in queryset.filter(is_active=True):
+            Program.objects.filter(pk=program.pk).update(is_active=False)
+            self.log_change(request, program, "Paused the schedule.")
+        self.message_user(request, "Paused. Open waves keep running until they close.")
+
+    @admin.action(description="Resume the schedule")
+    def resume(self, request, queryset):
+        for program in queryset.filter(is_active=False):
+            Program.objects.filter(pk=program.pk).update(is_active=True)
+            self.log_change(request, program, "Resumed the schedule.")
+        self.message_user(
+            request,
+            "Resumed. The current period's wave opens at the next tick if it is still "
+            "open for answers; missed periods are recorded as skipped.",
+        )
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         if db_field.name in ("tiers", "partner_types"):

@@ -10,15 +10,19 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from smtplib import SMTPException
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import get_connection
+from django.core.validators import validate_email
+from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from scoring.nps import category as score_category
@@ -28,10 +32,6 @@ from .schedule import Cadence, period_label
 from .tokens import hash_token, new_token
 
 logger = logging.getLogger(__name__)
-
-# A queued invitation whose send task has not run for this long is enqueued again; a row
-# claimed ("sending") for this long belonged to a worker that died and is put back in the queue.
-STALE_AFTER = dt.timedelta(minutes=15)
 
 
 class WaveClosedError(Exception):
@@ -174,7 +174,7 @@ def waves_close_due(*, now: dt.datetime | None = None) -> int:
         # nothing else would ever settle them. A row claimed recently is left to its worker.
         Invitation.objects.filter(wave_id__in=due).filter(
             Q(status=Invitation.Status.QUEUED)
-            | Q(status=Invitation.Status.SENDING, claimed_at__lt=now - STALE_AFTER)
+            | Q(status=Invitation.Status.SENDING, claimed_at__lt=now - _stale_after())
         ).update(status=Invitation.Status.CANCELLED, last_error="The wave closed before sending.")
         return Wave.objects.filter(pk__in=due, status=Wave.Status.OPEN).update(
             status=Wave.Status.CLOSED, updated_at=now
@@ -234,16 +234,99 @@ def invitations_create(*, wave: Wave, now: dt.datetime | None = None, chunk: int
     return len(contact_ids)
 
 
+def _stale_after() -> dt.timedelta:
+    """How long a row may stay in flight before the sweep takes it back (see settings)."""
+    return dt.timedelta(seconds=settings.NPS_SEND_STALE_SECONDS)
+
+
+# Releases stamped within this many seconds count against the current minute's rate budget.
+# Beat ticks are a minute apart, so the previous tick's releases (about 60 s ago) never count,
+# while a second release in the same minute (the tick after ``invitations_create``) does.
+RATE_WINDOW = dt.timedelta(seconds=50)
+
+
+def _rate_budgets(*, now: dt.datetime) -> tuple[int | None, dict[int, int]]:
+    """What may still be released this minute: (global budget or None, {program_id: budget}).
+
+    Only programs with a ``send_rate_per_minute`` appear in the dict. Invitations released (their
+    ``enqueued_at``) and reminders claimed (``last_reminded_at``) within ``RATE_WINDOW`` are
+    spent. Two to four aggregate queries, whatever the wave size.
+    """
+    rates = dict(
+        Program.objects.filter(send_rate_per_minute__gt=0).values_list("pk", "send_rate_per_minute")
+    )
+    global_rate = settings.NPS_SEND_RATE_PER_MINUTE
+    if not rates and not global_rate:
+        return None, {}
+    since = now - RATE_WINDOW
+    spent: dict[int, int] = {}
+    for stamp in ("enqueued_at", "last_reminded_at"):
+        counts = (
+            Invitation.objects.filter(**{f"{stamp}__gt": since})
+            .values("wave__program_id")
+            .annotate(n=Count("pk"))
+            .values_list("wave__program_id", "n")
+        )
+        for program_id, n in counts:
+            spent[program_id] = spent.get(program_id, 0) + n
+    budgets = {pk: max(rate - spent.get(pk, 0), 0) for pk, rate in rates.items()}
+    global_budget = max(global_rate - sum(spent.values()), 0) if global_rate else None
+    return global_budget, budgets
+
+
+def _within_budget(
+    rows: list[tuple[int, int]], *, global_budget: int | None, budgets: dict[int, int]
+) -> list[int]:
+    """The ids of ``rows`` ((id, program_id), oldest first) that the rate budgets allow."""
+    kept = []
+    for pk, program_id in rows:
+        if global_budget is not None and global_budget <= 0:
+            break
+        if program_id in budgets:
+            if budgets[program_id] <= 0:
+                continue
+            budgets[program_id] -= 1
+        if global_budget is not None:
+            global_budget -= 1
+        kept.append(pk)
+    return kept
+
+
+def _enqueue_spread(task, ids: list[int], *, rate_limited: bool) -> None:
+    """Enqueue ``task`` after commit for ``ids`` in batches of ``NPS_SEND_BATCH_SIZE``.
+
+    Rate-limited releases are cut into smaller batches whose countdowns spread them over the
+    minute (short countdowns are safe on Redis: far below its visibility timeout), so the
+    workers never sleep to keep a rate.
+    """
+    batch_size = settings.NPS_SEND_BATCH_SIZE
+    if not rate_limited:
+        for batch in _chunks(ids, batch_size):
+            task.delay_on_commit(batch)
+        return
+    batch_size = max(1, min(batch_size, -(-len(ids) // 6)))
+    batches = list(_chunks(ids, batch_size))
+    for index, batch in enumerate(batches):
+        countdown = round(index * 60 / len(batches), 1)
+        transaction.on_commit(functools.partial(task.apply_async, (batch,), countdown=countdown))
+
+
 def invitations_enqueue_due(
-    *, now: dt.datetime | None = None, wave: Wave | None = None, limit: int = 20000
+    *, now: dt.datetime | None = None, wave: Wave | None = None, limit: int | None = None
 ) -> int:
     """Enqueue send tasks, in batches, for queued invitations that have none in flight.
 
-    Also returns rows stuck in "sending" (their worker died) to the queue. Marks each enqueued
-    row with ``enqueued_at`` so the next tick does not enqueue it again.
+    Also returns rows stuck in "sending" (their worker died before the send) to the queue. Marks
+    each enqueued row with ``enqueued_at`` so the next tick does not enqueue it again.
+
+    The rate limit lives here, not in the workers: each call (beat ticks once a minute) releases
+    at most ``Program.send_rate_per_minute`` rows of a program and ``NPS_SEND_RATE_PER_MINUTE``
+    rows overall, minus what was already released this minute; the rest stay queued for the
+    next tick.
     """
     now = now or timezone.now()
-    stale = now - STALE_AFTER
+    limit = limit or settings.NPS_ENQUEUE_LIMIT
+    stale = now - _stale_after()
     rows = Invitation.objects.filter(wave__status=Wave.Status.OPEN)
     if wave is not None:
         rows = rows.filter(wave=wave)
@@ -260,17 +343,21 @@ def invitations_enqueue_due(
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .order_by("pk")
     )
-    ids = list(due.values_list("pk", flat=True)[:limit])
+    global_budget, budgets = _rate_budgets(now=now)
+    rate_limited = global_budget is not None or bool(budgets)
+    if rate_limited:
+        pairs = list(due.values_list("pk", "wave__program_id")[:limit])
+        ids = _within_budget(pairs, global_budget=global_budget, budgets=budgets)
+    else:
+        ids = list(due.values_list("pk", flat=True)[:limit])
     if not ids:
         return 0
     from . import tasks
 
-    batch_size = settings.NPS_SEND_BATCH_SIZE
     with transaction.atomic():
         for batch in _chunks(ids, 5000):
             Invitation.objects.filter(pk__in=batch).update(enqueued_at=now)
-        for batch in _chunks(ids, batch_size):
-            tasks.send_invitations.delay_on_commit(batch)
+        _enqueue_spread(tasks.send_invitations, ids, rate_limited=rate_limited)
     return len(ids)
 
 
@@ -279,6 +366,15 @@ def token_issue(*, invitation: Invitation) -> str:
     token = new_token()
     InvitationToken.objects.create(invitation=invitation, token_hash=hash_token(token))
     return token
+
+
+def tokens_issue(*, invitations: list[Invitation]) -> dict[int, str]:
+    """A fresh token for each invitation in one INSERT; returns {invitation_id: plain token}."""
+    tokens = {invitation.pk: new_token() for invitation in invitations}
+    InvitationToken.objects.bulk_create(
+        [InvitationToken(invitation_id=pk, token_hash=hash_token(t)) for pk, t in tokens.items()]
+    )
+    return tokens
 
 
 def survey_links(token: str) -> dict[str, str]:
@@ -291,9 +387,27 @@ def survey_links(token: str) -> dict[str, str]:
     }
 
 
-def invitation_message(*, invitation: Invitation, token: str, connection=None):
-    """The invitation email, in the contact's language, with the one-click unsubscribe headers
-    of RFC 8058."""
+def address_problem(email: str) -> str | None:
+    """Why ``email`` cannot be a recipient, or None. A line break anywhere (which could start a
+    new header) is refused, as is anything Django's validator refuses."""
+    if not isinstance(email, str) or "\r" in email or "\n" in email:
+        return "The email address contains a line break."
+    try:
+        validate_email(email)
+    except ValidationError:
+        return f"Invalid email address: {email[:200]!r}."
+    return None
+
+
+def invitation_message(
+    *, invitation: Invitation, token: str, connection=None, is_reminder: bool = False
+):
+    """The invitation (or reminder) email, in the contact's language, with the one-click
+    unsubscribe headers of RFC 8058.
+
+    Only the bare address goes in ``To``; the contact's name appears in the body alone, and the
+    subject and sender name are collapsed to one line, so no name can add a header.
+    """
     from nps_project.emailing import render_email, sender
 
     contact = invitation.contact
@@ -304,10 +418,11 @@ def invitation_message(*, invitation: Invitation, token: str, connection=None):
         "partner": contact.partner,
         "program": program,
         "wave": invitation.wave,
+        "is_reminder": is_reminder,
         **links,
     }
     with translation.override(supported_language(contact.language)):
-        return render_email(
+        message = render_email(
             "invitation",
             context,
             to=contact.email,
@@ -318,63 +433,151 @@ def invitation_message(*, invitation: Invitation, token: str, connection=None):
             },
             connection=connection,
         )
+        if is_reminder:
+            message.subject = _("Reminder: %(subject)s") % {"subject": message.subject}
+    return message
 
 
 def _backoff(attempts: int) -> dt.timedelta:
-    return dt.timedelta(minutes=min(2**attempts, 240))
+    seconds = settings.NPS_SEND_RETRY_BASE_SECONDS * 2**attempts
+    return dt.timedelta(seconds=min(seconds, settings.NPS_SEND_RETRY_MAX_SECONDS))
+
+
+def _claim_returning(*, set_sql: str, set_params: list, where_sql: str, params: list, ids):
+    """Run ``UPDATE surveys_invitation SET <set_sql> WHERE id IN (ids) AND <where_sql>
+    RETURNING id`` and return the ids this call claimed: one statement for a whole batch, and
+    a row another worker claimed first is not among them (PostgreSQL re-checks the WHERE after
+    waiting for the other's row lock; SQLite runs one writer at a time)."""
+    ids = list(ids)
+    if not ids:
+        return []
+    table = Invitation._meta.db_table
+    placeholders = ", ".join(["%s"] * len(ids))
+    sql = (
+        f"UPDATE {table} SET {set_sql} "  # noqa: S608 - fixed SQL, values are parameters
+        f"WHERE id IN ({placeholders}) AND {where_sql} RETURNING id"
+    )
+    with db_connection.cursor() as cursor:
+        cursor.execute(sql, [*set_params, *ids, *params])
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def _db_time(value: dt.datetime):
+    return db_connection.ops.adapt_datetimefield_value(value)
+
+
+def _claim_for_sending(ids: list[int], *, now: dt.datetime) -> list[int]:
+    """Claim queued invitations (queued -> sending, one more attempt); returns the claimed ids."""
+    return _claim_returning(
+        set_sql="status = %s, claimed_at = %s, updated_at = %s, attempts = attempts + 1",
+        set_params=[Invitation.Status.SENDING, _db_time(now), _db_time(now)],
+        where_sql="status = %s",
+        params=[Invitation.Status.QUEUED],
+        ids=ids,
+    )
+
+
+def _open_batch(ids: list[int]) -> list[Invitation]:
+    return list(
+        Invitation.objects.select_related("contact__partner", "wave__program")
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
 
 
 def invitations_send(*, invitation_ids: list[int], now: dt.datetime | None = None) -> int:
     """Email a batch of invitations over one SMTP connection. Returns how many were sent.
 
-    Each row is claimed with a conditional UPDATE (queued -> sending) before anything is sent, so
-    a batch delivered twice sends nothing the second time. A temporary failure puts the row back
-    in the queue with a back-off; after ``NPS_SEND_MAX_ATTEMPTS`` it is marked failed with the
-    reason. If the connection cannot be opened at all nothing is claimed and the error is raised
-    for the task to retry.
+    The batch is claimed with one conditional UPDATE (queued -> sending) before anything is
+    sent, so a batch delivered twice sends nothing the second time. Then one SELECT loads the
+    claimed rows, one UPDATE cancels those that may no longer be emailed, one INSERT stores the
+    tokens, and each message is marked sent right after the server accepted it: a worker killed
+    mid-batch leaves only unsent rows in "sending", which the sweep returns to the queue.
+
+    A temporary failure puts the row back in the queue with a back-off; after
+    ``NPS_SEND_MAX_ATTEMPTS`` it is marked failed with the reason. If the connection cannot be
+    opened at all nothing is claimed and the error is raised for the task to retry; if it
+    cannot be reopened mid-batch, the rest of the batch goes back to the queue.
     """
     now = now or timezone.now()
     connection = get_connection()
     connection.open()
     sent = 0
     try:
-        for invitation_id in invitation_ids:
-            claimed = Invitation.objects.filter(
-                pk=invitation_id, status=Invitation.Status.QUEUED
-            ).update(
-                status=Invitation.Status.SENDING,
-                claimed_at=timezone.now(),
-                attempts=F("attempts") + 1,
-            )
-            if not claimed:
-                continue
-            invitation = Invitation.objects.select_related("contact__partner", "wave__program").get(
-                pk=invitation_id
-            )
+        claimed = _claim_for_sending(invitation_ids, now=timezone.now())
+        if not claimed:
+            return 0
+        sendable, cancelled, invalid = [], [], {}
+        for invitation in _open_batch(claimed):
+            problem = address_problem(invitation.contact.email)
             if not invitation.contact.can_be_surveyed or not invitation.wave.is_open_at(
                 timezone.now()
             ):
-                Invitation.objects.filter(pk=invitation_id).update(
-                    status=Invitation.Status.CANCELLED,
-                    last_error="The contact can no longer be surveyed or the wave is closed.",
-                )
-                continue
-            token = token_issue(invitation=invitation)
+                cancelled.append(invitation.pk)
+            elif problem:
+                invitation.last_error = problem
+                invalid[invitation.pk] = problem
+            else:
+                sendable.append(invitation)
+        if cancelled:
+            Invitation.objects.filter(pk__in=cancelled).update(
+                status=Invitation.Status.CANCELLED,
+                last_error="The contact can no longer be surveyed or the wave is closed.",
+            )
+        for pk, problem in invalid.items():
+            Invitation.objects.filter(pk=pk).update(
+                status=Invitation.Status.FAILED, last_error=problem
+            )
+        tokens = tokens_issue(invitations=sendable)
+        for index, invitation in enumerate(sendable):
+            message = invitation_message(
+                invitation=invitation, token=tokens[invitation.pk], connection=connection
+            )
             try:
-                invitation_message(invitation=invitation, token=token, connection=connection).send()
+                message.send()
             except (SMTPException, OSError) as exc:
                 _send_failed(invitation, exc, now=now)
-                # The connection may be broken now; a fresh one serves the rest of the batch.
-                connection.close()
-                connection.open()
+                if not _reopen(connection):
+                    _release(sendable[index + 1 :], reason=exc, now=now)
+                    break
                 continue
-            Invitation.objects.filter(pk=invitation_id).update(
+            Invitation.objects.filter(pk=invitation.pk).update(
                 status=Invitation.Status.SENT, sent_at=timezone.now(), last_error=""
             )
             sent += 1
     finally:
         connection.close()
     return sent
+
+
+def _reopen(connection) -> bool:
+    """A fresh connection after a failure (the old one may be broken); False if it cannot."""
+    try:
+        connection.close()
+    except (SMTPException, OSError):
+        pass
+    try:
+        connection.open()
+    except (SMTPException, OSError):
+        return False
+    return True
+
+
+def _release(invitations: list[Invitation], *, reason: Exception, now: dt.datetime) -> None:
+    """Give claimed but untried rows back to the queue: the attempt is not counted, and the
+    sweep takes them after the same back-off as the row that failed."""
+    if not invitations:
+        return
+    attempts = invitations[0].attempts
+    Invitation.objects.filter(
+        pk__in=[i.pk for i in invitations], status=Invitation.Status.SENDING
+    ).update(
+        status=Invitation.Status.QUEUED,
+        attempts=F("attempts") - 1,
+        next_attempt_at=now + _backoff(attempts),
+        enqueued_at=None,
+        last_error=f"Not tried: the mail server went away ({type(reason).__name__}).",
+    )
 
 
 def _send_failed(invitation: Invitation, exc: Exception, *, now: dt.datetime) -> None:
@@ -567,3 +770,288 @@ def contacts_resubscribe(*, contact_ids: Iterable[int]) -> list[Contact]:
         for contact in contacts:
             contact.opted_out_at = None
     return contacts
+
+
+@transaction.atomic
+def contacts_clear_delivery_block(*, contact_ids: Iterable[int]) -> list[Contact]:
+    """Clear the hard bounce and spam complaint of the given contacts (an admin's decision, e.g.
+    after the address was corrected or the contact asked to be surveyed again). Returns the
+    contacts that had one; calling it twice is harmless. The caller checks the permission and
+    logs the change."""
+    contacts = list(
+        Contact.objects.select_for_update()
+        .filter(pk__in=list(contact_ids))
+        .filter(Q(bounced_at__isnull=False) | Q(complained_at__isnull=False))
+        .order_by("pk")
+    )
+    if contacts:
+        Contact.objects.filter(pk__in=[c.pk for c in contacts]).update(
+            bounced_at=None, complained_at=None, bounce_reason="", updated_at=timezone.now()
+        )
+    return contacts
+
+
+# --- Reminders ------------------------------------------------------------------------------
+
+
+def reminders_owed(*, wave: Wave, now: dt.datetime) -> int:
+    """How many reminders a non-responder of ``wave`` should have had by ``now``: the reminder
+    days that have passed, never more than the program's ``max_reminders``."""
+    program = wave.program
+    days = sorted(d for d in (program.reminder_days or []) if isinstance(d, int) and d > 0)
+    passed = sum(1 for d in days if wave.opens_at + dt.timedelta(days=d) <= now)
+    return min(passed, program.max_reminders)
+
+
+def _remindable(invitations):
+    """Sent, unanswered invitations whose contact may still be emailed."""
+    return invitations.filter(
+        status=Invitation.Status.SENT,
+        response__isnull=True,
+        contact__is_active=True,
+        contact__opted_out_at__isnull=True,
+        contact__bounced_at__isnull=True,
+        contact__complained_at__isnull=True,
+        contact__partner__is_active=True,
+    )
+
+
+def reminders_enqueue_due(*, now: dt.datetime | None = None, limit: int | None = None) -> int:
+    """The reminder tick: enqueue reminder batches for non-responders who are owed one.
+
+    One query per open wave (there are few), bounded by ``limit`` and the rate budgets. A row
+    owed two reminders after downtime gets one (see ``reminders_send``). Enqueuing the same row
+    twice (two ticks before a worker ran) is harmless: the send claims each row once.
+    """
+    now = now or timezone.now()
+    limit = limit or settings.NPS_ENQUEUE_LIMIT
+    global_budget, budgets = _rate_budgets(now=now)
+    rate_limited = global_budget is not None or bool(budgets)
+    ids: list[int] = []
+    waves = Wave.objects.select_related("program").filter(
+        status=Wave.Status.OPEN, opens_at__lte=now, closes_at__gt=now
+    )
+    for wave in waves.order_by("opens_at"):
+        owed = reminders_owed(wave=wave, now=now)
+        if not owed or len(ids) >= limit:
+            continue
+        due = _remindable(wave.invitations.filter(reminders_sent__lt=owed)).order_by("pk")
+        pairs = [
+            (pk, wave.program_id) for pk in due.values_list("pk", flat=True)[: limit - len(ids)]
+        ]
+        if rate_limited:
+            kept = _within_budget(pairs, global_budget=global_budget, budgets=budgets)
+            if global_budget is not None:
+                global_budget -= len(kept)
+        else:
+            kept = [pk for pk, _program in pairs]
+        ids.extend(kept)
+    if not ids:
+        return 0
+    from . import tasks
+
+    with transaction.atomic():
+        _enqueue_spread(tasks.send_reminders, ids, rate_limited=rate_limited)
+    return len(ids)
+
+
+def _claim_reminders(ids: list[int], *, owed: int, now: dt.datetime) -> list[int]:
+    """Claim reminder number ``owed`` for unanswered, sent rows that have had fewer: one
+    conditional UPDATE of ``reminders_sent``, so a double run sends each reminder once."""
+    response_table = Response._meta.db_table
+    table = Invitation._meta.db_table
+    return _claim_returning(
+        set_sql="reminders_sent = %s, last_reminded_at = %s, updated_at = %s",
+        set_params=[owed, _db_time(now), _db_time(now)],
+        where_sql=(
+            f"reminders_sent < %s AND status = %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {response_table} r WHERE r.invitation_id = {table}.id)"
+        ),
+        params=[owed, Invitation.Status.SENT],
+        ids=ids,
+    )
+
+
+def reminders_send(*, invitation_ids: list[int], now: dt.datetime | None = None) -> int:
+    """Email reminders to a batch of non-responders over one SMTP connection; returns how many.
+
+    Each reminder carries a fresh token (the plain one of the first email was never kept). A
+    row is skipped if its contact answered, opted out, bounced or complained, or the wave
+    closed. After downtime a row owed several reminders gets one, counted as all of them, so
+    reminders never bunch up and never exceed ``max_reminders``. A failed send gives the claim
+    back for the next tick; a worker killed between claim and send loses that one reminder
+    (a missed reminder is better than a second one).
+    """
+    now = now or timezone.now()
+    candidates = _open_batch(invitation_ids)
+    by_owed: dict[int, list[int]] = {}
+    for invitation in candidates:
+        contact = invitation.contact
+        if not contact.can_be_surveyed or not contact.partner.is_active:
+            continue
+        if not invitation.wave.is_open_at(now) or address_problem(contact.email):
+            continue
+        owed = reminders_owed(wave=invitation.wave, now=now)
+        if owed > invitation.reminders_sent:
+            by_owed.setdefault(owed, []).append(invitation.pk)
+    if not by_owed:
+        return 0
+    connection = get_connection()
+    connection.open()
+    sent = 0
+    previous = {i.pk: (i.reminders_sent, i.last_reminded_at) for i in candidates}
+    by_pk = {i.pk: i for i in candidates}
+    try:
+        for owed, ids in by_owed.items():
+            claimed = [by_pk[pk] for pk in _claim_reminders(ids, owed=owed, now=timezone.now())]
+            tokens = tokens_issue(invitations=claimed)
+            for invitation in claimed:
+                message = invitation_message(
+                    invitation=invitation,
+                    token=tokens[invitation.pk],
+                    connection=connection,
+                    is_reminder=True,
+                )
+                try:
+                    message.send()
+                except (SMTPException, OSError) as exc:
+                    logger.warning("Reminder for invitation %s failed: %s", invitation.pk, exc)
+                    count, at = previous[invitation.pk]
+                    Invitation.objects.filter(pk=invitation.pk, reminders_sent=owed).update(
+                        reminders_sent=count, last_reminded_at=at
+                    )
+                    _reopen(connection)
+                    continue
+                sent += 1
+    finally:
+        connection.close()
+    return sent
+
+
+# --- Bounces and complaints -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryEvent:
+    """One event from the email provider: a bounce (hard or soft) or a spam complaint."""
+
+    kind: str  # "bounce" or "complaint"
+    email: str
+    permanent: bool
+    reason: str
+    at: dt.datetime
+
+
+@dataclass
+class DeliveryEventsReport:
+    bounced: list[str] = field(default_factory=list)
+    complained: list[str] = field(default_factory=list)
+    already_marked: int = 0
+    soft_bounces: int = 0
+    unknown: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.bounced)} hard bounce(s) and {len(self.complained)} complaint(s) "
+            f"recorded, {self.already_marked} already marked, {self.soft_bounces} soft "
+            f"bounce(s) ignored, {len(self.unknown)} unknown address(es)"
+            + (" (dry run: nothing written)" if self.dry_run else "")
+        )
+
+
+DELIVERY_EVENT_KINDS = ("bounce", "complaint")
+
+
+def delivery_event_parse(raw, *, now: dt.datetime) -> DeliveryEvent:
+    """Check one event: ``{"type": "bounce"|"complaint", "email": "...", "bounce_type":
+    "hard"|"soft" (bounces only, default hard), "reason": "...", "at": ISO 8601 (optional)}``.
+    Raises ``ValidationError`` with a message a person can act on."""
+    if not isinstance(raw, dict):
+        raise ValidationError("An event must be an object with type and email.")
+    kind = str(raw.get("type") or "").strip().lower()
+    if kind not in DELIVERY_EVENT_KINDS:
+        raise ValidationError(f"Unknown event type {kind!r}; use bounce or complaint.")
+    email = raw.get("email")
+    if not isinstance(email, str) or address_problem(email.strip()):
+        raise ValidationError(f"Not an email address: {str(email)[:200]!r}.")
+    bounce_type = str(raw.get("bounce_type") or "hard").strip().lower()
+    if bounce_type not in ("hard", "soft"):
+        raise ValidationError(f"Unknown bounce_type {bounce_type!r}; use hard or soft.")
+    reason = raw.get("reason") or ""
+    if not isinstance(reason, str):
+        raise ValidationError("The reason must be text.")
+    at = now
+    if raw.get("at"):
+        parsed = parse_datetime(str(raw["at"]))
+        if parsed is None or timezone.is_naive(parsed):
+            raise ValidationError(
+                f"Unreadable time {raw['at']!r}; use ISO 8601 with an offset, "
+                "e.g. 2027-04-15T09:00:00+00:00."
+            )
+        at = parsed
+    return DeliveryEvent(
+        kind=kind,
+        email=email.strip().lower(),
+        permanent=kind == "complaint" or bounce_type == "hard",
+        reason=" ".join(reason.split())[:300],
+        at=at,
+    )
+
+
+def delivery_events_record(
+    *, events: list, now: dt.datetime | None = None, dry_run: bool = False
+) -> DeliveryEventsReport:
+    """Record the provider's bounce and complaint events on the contacts.
+
+    Validate, then mutate: one bad event raises ``ValidationError`` (listing every bad event by
+    position) and nothing is written. A hard bounce sets ``bounced_at`` and ``bounce_reason``,
+    a complaint ``complained_at``; the contact's queued invitations are cancelled, and
+    ``eligible_contacts`` and the reminder queries exclude the contact from then on. A soft
+    bounce changes nothing. An event for a contact already marked is counted, not re-applied,
+    so a provider that posts an event twice is harmless.
+    """
+    now = now or timezone.now()
+    if not isinstance(events, list):
+        raise ValidationError("Give a list of events.")
+    parsed, errors = [], []
+    for index, raw in enumerate(events, start=1):
+        try:
+            parsed.append(delivery_event_parse(raw, now=now))
+        except ValidationError as exc:
+            errors.append(f"Event {index}: {' '.join(exc.messages)}")
+    if errors:
+        raise ValidationError(errors)
+    report = DeliveryEventsReport(dry_run=dry_run)
+    with transaction.atomic():
+        for event in parsed:
+            contact = Contact.objects.filter(email=event.email).first()
+            if contact is None:
+                report.unknown.append(event.email)
+                continue
+            if not event.permanent:
+                report.soft_bounces += 1
+                continue
+            if event.kind == "bounce":
+                rows = Contact.objects.filter(pk=contact.pk, bounced_at__isnull=True)
+                changes = {"bounced_at": event.at, "bounce_reason": event.reason}
+                done = report.bounced
+            else:
+                rows = Contact.objects.filter(pk=contact.pk, complained_at__isnull=True)
+                changes = {"complained_at": event.at}
+                done = report.complained
+            if not rows.exists():
+                report.already_marked += 1
+                continue
+            done.append(event.email)
+            if dry_run:
+                continue
+            rows.update(**changes, updated_at=now)
+            Invitation.objects.filter(
+                contact_id=contact.pk, status=Invitation.Status.QUEUED
+            ).update(
+                status=Invitation.Status.CANCELLED,
+                last_error=f"The address {'bounced' if event.kind == 'bounce' else 'complained'}.",
+            )
+            logger.info("Recorded a %s for contact %s", event.kind, contact.pk)
+    return report

@@ -8,14 +8,32 @@ from celery import shared_task
 from . import services
 from .models import Wave
 
+# Only the opening of the SMTP connection raises out of a send service (nothing is claimed by
+# then); every per-message failure is recorded on the row and taken up again by the sweep.
+SEND_RETRY = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (SMTPException, ConnectionError, OSError),
+    "retry_backoff": True,
+    "retry_backoff_max": 600,
+    "max_retries": 8,
+}
+
 
 @shared_task
 def run_survey_tick() -> dict:
-    """Beat, every minute: open due waves, close ended ones, enqueue unsent invitations."""
+    """Beat, every minute: open due waves, close ended ones, enqueue unsent invitations (at
+    most the rate limits' worth)."""
     opened = services.waves_open_due()
     closed = services.waves_close_due()
     enqueued = services.invitations_enqueue_due()
     return {"opened": [w.pk for w in opened], "closed": closed, "enqueued": enqueued}
+
+
+@shared_task
+def run_reminder_tick() -> int:
+    """Beat, every five minutes: enqueue the reminders that are due."""
+    return services.reminders_enqueue_due()
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -25,17 +43,16 @@ def populate_wave(wave_id: int) -> int:
     return services.invitations_create(wave=wave)
 
 
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(SMTPException, ConnectionError, OSError),
-    retry_backoff=True,
-    retry_backoff_max=600,
-    max_retries=8,
-)
+@shared_task(**SEND_RETRY)
 def send_invitations(invitation_ids: list[int]) -> int:
     """Email one batch of invitations over one SMTP connection."""
     return services.invitations_send(invitation_ids=invitation_ids)
+
+
+@shared_task(**SEND_RETRY)
+def send_reminders(invitation_ids: list[int]) -> int:
+    """Email one batch of reminders over one SMTP connection."""
+    return services.reminders_send(invitation_ids=invitation_ids)
 
 
 @shared_task

@@ -2,6 +2,7 @@
 
 import datetime as dt
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
@@ -303,3 +304,47 @@ def test_the_survey_tick_opens_closes_and_enqueues(program, populate_calls):
     wave = Wave.objects.get()
     assert result == {"opened": [wave.pk], "closed": 0, "enqueued": 0}
     assert services.waves_open_due(now=Q1_2027_OPENS + dt.timedelta(minutes=2)) == []
+
+
+# --- A year of ticks under a controlled clock, across both 2027 DST changes -----------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "expected_utc_hours"),
+    [
+        # 09:00 Berlin: CET (UTC+1) until 28 March, CEST (UTC+2) until 31 October.
+        ("Europe/Berlin", 28, [8, 8, 7, 7, 7, 7, 7, 7, 7, 7, 8, 8]),
+        # 09:00 New York: EST (UTC-5) until 14 March, EDT (UTC-4) until 7 November.
+        ("America/New_York", 14, [14, 14, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14]),
+    ],
+)
+def test_a_year_of_minute_ticks_opens_each_monthly_wave_once_at_9_local(
+    zone, day, expected_utc_hours
+):
+    """Ticks one second before, at, and twice after each opening instant of 2027 (the 28th in
+    Berlin and the 14th in New York are the spring-forward days themselves)."""
+    program = ProgramFactory(
+        frequency=1,
+        anchor_month=1,
+        anchor_day=day,
+        send_hour=9,
+        time_zone=zone,
+        starts_on=dt.date(2027, 1, 1),
+        response_window_days=7,
+    )
+    opened_hours = []
+    for month, hour in enumerate(expected_utc_hours, start=1):
+        opening = utc(2027, month, day, hour, 0)
+        with time_machine.travel(opening - dt.timedelta(seconds=1), tick=False) as clock:
+            assert waves_open_due() == []
+            clock.shift(dt.timedelta(seconds=1))
+            [wave] = waves_open_due()
+            assert waves_open_due() == []  # the tick run twice
+            clock.shift(dt.timedelta(minutes=1))
+            assert waves_open_due() == []
+            waves_close_due(now=opening + dt.timedelta(days=8))
+        opened_hours.append(wave.opens_at.hour)
+        assert wave.opens_at.astimezone(ZoneInfo(zone)).time() == dt.time(9, 0)
+    assert opened_hours == expected_utc_hours
+    assert Wave.objects.filter(program=program).count() == 12
+    assert not Wave.objects.filter(program=program, status=Wave.Status.SKIPPED).exists()
