@@ -11,8 +11,40 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from nps_project import roles
+
 from . import services
-from .models import Change, FollowUp, FollowUpEvent, PartnerNotice, RootCause
+from .models import (
+    Change,
+    EscalationRule,
+    FollowUp,
+    FollowUpEvent,
+    FollowUpRule,
+    Holiday,
+    PartnerNotice,
+    RootCause,
+    StaffEmail,
+    WorkingCalendar,
+)
+
+
+class AdminOnlyMixin:
+    """Configuration only admins may see and change (rules, calendar, escalation)."""
+
+    def has_module_permission(self, request):
+        return roles.is_admin(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return roles.is_admin(request.user)
+
+    def has_add_permission(self, request, *args):
+        return roles.is_admin(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return roles.is_admin(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return roles.is_admin(request.user)
 
 
 class ReadOnlyAdminMixin:
@@ -53,7 +85,7 @@ class FollowUpAdmin(admin.ModelAdmin):
         "first_contacted_at",
     )
     list_select_related = ("partner", "assignee", "response")
-    list_filter = ("status", "priority", "partner__tier", "assignee", "root_cause")
+    list_filter = ("kind", "status", "priority", "partner__tier", "assignee", "root_cause")
     search_fields = ("=id", "partner__name", "response__comment", "response__contact__email")
     date_hierarchy = "created_at"
     ordering = ("due_at", "id")
@@ -61,13 +93,18 @@ class FollowUpAdmin(admin.ModelAdmin):
     # Priority and due time are plain fields; everything the timeline records is read-only.
     fields = (
         "open_in_app",
+        "kind",
         "partner",
         "response",
+        "invitation",
+        "rule",
         "status",
         "assignee",
         "priority",
         "due_at",
+        "resolution_due_at",
         "first_contacted_at",
+        "next_response",
         "root_cause",
         "action_taken",
         "closed_reason",
@@ -93,7 +130,7 @@ class FollowUpAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("Score"), ordering="response__score")
     def score(self, obj):
-        return obj.response.score
+        return obj.response.score if obj.response_id else "—"
 
     @admin.display(description=_("Staff page"))
     def open_in_app(self, obj):
@@ -207,4 +244,99 @@ class PartnerNoticeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "sent_at",
         "created_at",
         "updated_at",
+    )
+
+
+@admin.register(FollowUpRule)
+class FollowUpRuleAdmin(AdminOnlyMixin, admin.ModelAdmin):
+    """Ordered: the first active rule that matches a response decides its follow-up."""
+
+    list_display = (
+        "position",
+        "name",
+        "is_active",
+        "category",
+        "score_min",
+        "score_max",
+        "priority",
+        "assignee_strategy",
+        "first_contact_hours",
+    )
+    list_display_links = ("name",)
+    list_editable = ("position", "is_active")
+    list_filter = ("is_active", "category", "assignee_strategy")
+    filter_horizontal = ("tiers",)
+    fieldsets = (
+        (None, {"fields": ("name", "position", "is_active")}),
+        (
+            _("When (every condition set must hold)"),
+            {
+                "fields": (
+                    "category",
+                    ("score_min", "score_max"),
+                    "tiers",
+                    "keywords",
+                    "requires_comment",
+                    "requires_wants_contact",
+                )
+            },
+        ),
+        (
+            _("Then"),
+            {
+                "fields": (
+                    "priority",
+                    "assignee_strategy",
+                    "assignee",
+                    ("first_contact_hours", "resolution_hours"),
+                )
+            },
+        ),
+    )
+
+
+class HolidayInline(AdminOnlyMixin, admin.TabularInline):
+    model = Holiday
+    extra = 1
+
+
+@admin.register(WorkingCalendar)
+class WorkingCalendarAdmin(AdminOnlyMixin, admin.ModelAdmin):
+    """The first calendar is the one SLA due times are counted in."""
+
+    list_display = ("name", "time_zone", "day_starts", "day_ends", "first_contact_hours")
+    inlines = [HolidayInline]
+
+
+@admin.register(EscalationRule)
+class EscalationRuleAdmin(AdminOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "position",
+        "name",
+        "is_active",
+        "measure",
+        "hours_overdue",
+        "raise_priority_to",
+        "notify_managers",
+    )
+    list_display_links = ("name",)
+    list_editable = ("position", "is_active")
+
+
+@admin.register(StaffEmail)
+class StaffEmailAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("followup", "recipient", "kind", "status", "attempts", "sent_at")
+    list_filter = ("kind", "status")
+    list_select_related = ("followup__partner", "recipient")
+    readonly_fields = (
+        "followup",
+        "event",
+        "recipient",
+        "kind",
+        "status",
+        "attempts",
+        "last_error",
+        "claimed_at",
+        "sent_at",
+        "created_at",
     )

@@ -32,6 +32,9 @@ class QueueFilterForm(forms.Form):
         queryset=Tier.objects.all(), required=False, empty_label=_("Any tier"), label=_("Tier")
     )
     region = forms.CharField(required=False, max_length=100, label=_("Region"))
+    kind = forms.ChoiceField(
+        choices=[("", _("Any kind")), *FollowUp.Kind.choices], required=False, label=_("Kind")
+    )
 
     def filters(self) -> dict:
         """The valid, non-empty filters; an invalid field is ignored (and shown with its error)."""
@@ -155,7 +158,7 @@ class LinkFollowUpsForm(forms.Form):
     def __init__(self, *args, change: Change, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["followups"].choices = [
-            (f.pk, f"#{f.pk} · {f.partner.name} · {f.response.score}")
+            (f.pk, f"#{f.pk} · {f.partner.name} · {f.response.score if f.response else '—'}")
             for f in selectors.followups_linkable_to(change)[: self.LIST_LIMIT]
         ]
 
@@ -178,3 +181,22 @@ class LinkFollowUpsForm(forms.Form):
             raise forms.ValidationError(_("Choose at least one follow-up."))
         cleaned["followup_ids"] = sorted(ids)
         return cleaned
+
+
+class BulkAssignForm(forms.Form):
+    """A manager gives the ticked follow-ups to one person (or nobody)."""
+
+    followups = forms.ModelMultipleChoiceField(
+        queryset=FollowUp.objects.all(),
+        error_messages={
+            "required": _("Tick at least one follow-up."),
+            "invalid_choice": _("One of the ticked follow-ups no longer exists."),
+            "invalid_pk_value": _("One of the ticked follow-ups no longer exists."),
+        },
+    )
+    assignee = forms.ModelChoiceField(
+        queryset=selectors.cs_users(),
+        required=False,
+        empty_label=_("Nobody (unassigned)"),
+        label=_("Reassign to"),
+    )

@@ -41,7 +41,9 @@ def queue_filter(queryset: QuerySet, filters: dict) -> QuerySet:
     if filters.get("assignee"):
         queryset = queryset.filter(assignee=filters["assignee"])
     if filters.get("program"):
-        queryset = queryset.filter(response__program=filters["program"])
+        queryset = queryset.filter(invitation__wave__program=filters["program"])
+    if filters.get("kind"):
+        queryset = queryset.filter(kind=filters["kind"])
     if filters.get("tier"):
         queryset = queryset.filter(partner__tier=filters["tier"])
     if filters.get("region"):
@@ -68,8 +70,9 @@ def queue_followups(*, user, tab: str, filters: dict | None = None, now=None) ->
     queryset = FollowUp.objects.filter(condition).select_related(
         "partner__tier",
         "assignee",
-        "response__program",
-        "response__wave",
+        "response",
+        "invitation__contact",
+        "invitation__wave__program",
     )
     queryset = queue_filter(queryset, filters or {})
     if tab == "closed":
@@ -96,6 +99,9 @@ def followup_detail(*, pk: int) -> FollowUp:
         "response__contact",
         "response__wave",
         "response__program",
+        "invitation__contact",
+        "invitation__wave__program",
+        "rule",
         "partner__tier",
         "partner__partner_type",
         "partner__account_owner",
@@ -123,7 +129,7 @@ def partner_other_followups(followup: FollowUp) -> QuerySet:
     return (
         FollowUp.objects.filter(partner_id=followup.partner_id)
         .exclude(pk=followup.pk)
-        .select_related("response__wave", "assignee")
+        .select_related("invitation__wave", "assignee")
         .order_by("-created_at", "-id")
     )
 
@@ -171,7 +177,7 @@ def change_detail(*, pk: int) -> Change:
 def change_linked_followups(change: Change) -> QuerySet:
     """The change's follow-ups, each with this change's notices prefetched as ``change_notices``."""
     return (
-        change.followups.select_related("partner", "response__contact", "assignee")
+        change.followups.select_related("partner", "response", "invitation__contact", "assignee")
         .prefetch_related(
             Prefetch(
                 "notices",
@@ -197,4 +203,109 @@ def followups_linkable_to(change: Change) -> QuerySet:
         .exclude(changes=change)
         .select_related("partner", "response")
         .order_by("due_at", "id")
+    )
+
+
+# --- Loop KPIs and recovery -----------------------------------------------------------------
+
+
+def kpi_rows(*, program=None) -> list:
+    """One ``kpis.Row`` per follow-up on a response, from one query."""
+    from .kpis import Row
+
+    queryset = FollowUp.objects.filter(kind=FollowUp.Kind.RESPONSE)
+    if program is not None:
+        queryset = queryset.filter(response__program=program)
+    values = queryset.values_list(
+        "assignee__username",
+        "response__program__name",
+        "created_at",
+        "due_at",
+        "first_contacted_at",
+        "status",
+        "loop_closed_at",
+        "root_cause_id",
+        "response__category",
+        "next_response__score",
+    )
+    return [
+        Row(
+            owner=owner or "(unassigned)",
+            program=program_name or "",
+            created_at=created,
+            due_at=due,
+            first_contacted_at=contacted,
+            status=status,
+            loop_closed=loop_closed is not None,
+            has_root_cause=cause is not None,
+            detractor=category == Response.Category.DETRACTOR,
+            next_score=next_score,
+        )
+        for (
+            owner,
+            program_name,
+            created,
+            due,
+            contacted,
+            status,
+            loop_closed,
+            cause,
+            category,
+            next_score,
+        ) in values
+    ]
+
+
+def _recovery_counts(prefix: str = "") -> dict:
+    """Recovered / stayed / no answer yet among detractors whose loop was closed."""
+    loop = Q(
+        **{
+            f"{prefix}kind": FollowUp.Kind.RESPONSE,
+            f"{prefix}loop_closed_at__isnull": False,
+            f"{prefix}response__category": Response.Category.DETRACTOR,
+        }
+    )
+    return {
+        "recovered": Count(
+            f"{prefix}id",
+            filter=loop & Q(**{f"{prefix}next_response__score__gte": 7}),
+        ),
+        "stayed": Count(
+            f"{prefix}id",
+            filter=loop & Q(**{f"{prefix}next_response__score__lt": 7}),
+        ),
+        "no_answer": Count(
+            f"{prefix}id",
+            filter=loop & Q(**{f"{prefix}next_response__isnull": True}),
+        ),
+    }
+
+
+def recovery_by_owner() -> list[dict]:
+    """Per assignee, how detractors whose loop was closed answered next; one query."""
+    return list(
+        FollowUp.objects.values("assignee__username")
+        .annotate(**_recovery_counts())
+        .filter(Q(recovered__gt=0) | Q(stayed__gt=0) | Q(no_answer__gt=0))
+        .order_by("assignee__username")
+    )
+
+
+def recovery_by_change() -> list[dict]:
+    """Per change, how the detractors whose loop it closed answered next; one query."""
+    return list(
+        Change.objects.values("pk", "title", "status")
+        .annotate(**_recovery_counts("followups__"))
+        .filter(Q(recovered__gt=0) | Q(stayed__gt=0) | Q(no_answer__gt=0))
+        .order_by("title", "pk")
+    )
+
+
+# --- The partner's public page --------------------------------------------------------------
+
+
+def partner_shipped_changes(partner) -> QuerySet:
+    """Shipped changes linked to the partner's feedback, newest first."""
+    return (
+        partner_changes(partner).filter(status=Change.Status.SHIPPED).order_by("-shipped_at", "-id")
     )

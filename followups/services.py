@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from smtplib import SMTPException
 
 from django.conf import settings
@@ -12,14 +13,30 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Max, Q
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from nps_project import roles
-from surveys.models import Response
+from surveys.models import Invitation, Partner, Response, Wave
+from surveys.tokens import hash_token, looks_like_token, new_token
+from webhooks import payloads
 
-from .models import Change, FollowUp, FollowUpEvent, PartnerNotice, RootCause
-from .sla import add_business_days
+from .models import (
+    PRIORITY_RANK,
+    Change,
+    Escalation,
+    EscalationRule,
+    FollowUp,
+    FollowUpEvent,
+    FollowUpRule,
+    PartnerNotice,
+    PartnerPageToken,
+    RootCause,
+    StaffEmail,
+    WorkingCalendar,
+)
+from .sla import Calendar, add_business_hours
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -46,15 +63,48 @@ class StaleFollowUpError(Exception):
     """Someone else changed the follow-up since the form was loaded."""
 
 
+def _emit(event: str, build) -> None:
+    """Emit a webhook event from inside the caller's transaction (sent after commit)."""
+    from webhooks.services import event_emit
+
+    event_emit(event=event, payload=build())
+
+
+def _queue_staff_emails(followup: FollowUp, event: FollowUpEvent, recipients, *, kind: str):
+    """One email per recipient about ``event``, sent by a task after commit."""
+    from . import tasks
+
+    rows = StaffEmail.objects.bulk_create(
+        [
+            StaffEmail(followup=followup, event=event, recipient=user, kind=kind)
+            for user in recipients
+            if user is not None and user.email
+        ]
+    )
+    for row in rows:
+        tasks.send_staff_email.delay_on_commit(row.pk)
+
+
 # --- Creation and assignment ----------------------------------------------------------------
 
 
-def followup_pick_assignee(*, partner) -> User | None:
-    """The partner's account owner if active, else the customer-success staff member with the
-    fewest open follow-ups (ties: the one assigned longest ago, then the oldest account)."""
-    owner = partner.account_owner
-    if owner is not None and owner.is_active:
-        return owner
+def followup_pick_assignee(
+    *, partner, strategy: str = FollowUpRule.Strategy.ACCOUNT_OWNER, user=None
+) -> User | None:
+    """Who gets a new follow-up.
+
+    - a named person (rule strategy "user"): that person if active, else as for the account owner;
+    - the account owner, if active; else
+    - round robin: the active CS staff member with the fewest open follow-ups (ties: the one
+      assigned longest ago, then the oldest account).
+    """
+    Strategy = FollowUpRule.Strategy
+    if strategy == Strategy.USER and user is not None and user.is_active:
+        return user
+    if strategy != Strategy.ROUND_ROBIN:
+        owner = partner.account_owner
+        if owner is not None and owner.is_active:
+            return owner
     return (
         User.objects.filter(is_active=True, groups__name=roles.CS_STAFF)
         .annotate(
@@ -66,19 +116,189 @@ def followup_pick_assignee(*, partner) -> User | None:
     )
 
 
+def _assignment_note(assignee, partner, strategy: str) -> str:
+    if assignee.pk == partner.account_owner_id:
+        return _("Account owner")
+    if strategy == FollowUpRule.Strategy.USER:
+        return _("Named by the rule")
+    return _("Round robin")
+
+
+# --- Rules and the working calendar ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sla:
+    calendar: Calendar
+    first_contact_hours: int
+    resolution_hours: int
+
+
+def working_sla() -> Sla:
+    """The working calendar in use (the first one) with its default SLA hours."""
+    row = WorkingCalendar.objects.order_by("pk").first()
+    if row is None:
+        return Sla(Calendar(), 16, 80)
+    calendar = Calendar(
+        time_zone=row.time_zone,
+        working_days=frozenset(row.working_days or [0, 1, 2, 3, 4]),
+        day_starts=row.day_starts,
+        day_ends=row.day_ends,
+        holidays=frozenset(row.holidays.values_list("date", flat=True)),
+    )
+    return Sla(calendar, row.first_contact_hours, row.resolution_hours)
+
+
+def active_rules() -> list[FollowUpRule]:
+    return list(
+        FollowUpRule.objects.filter(is_active=True)
+        .select_related("assignee")
+        .prefetch_related("tiers")
+        .order_by("position", "pk")
+    )
+
+
+def rule_matches(rule: FollowUpRule, response: Response) -> bool:
+    """Every condition the rule sets holds for the response. Reads only prefetched tiers."""
+    if rule.category and response.category != rule.category:
+        return False
+    if rule.score_min is not None and response.score < rule.score_min:
+        return False
+    if rule.score_max is not None and response.score > rule.score_max:
+        return False
+    tiers = {t.name.lower() for t in rule.tiers.all()}
+    if tiers and (response.tier or "").lower() not in tiers:
+        return False
+    comment = (response.comment or "").lower()
+    if rule.requires_comment and not comment.strip():
+        return False
+    keywords = rule.keyword_list
+    if keywords and not any(k in comment for k in keywords):
+        return False
+    if rule.requires_wants_contact and not getattr(response, "wants_contact", False):
+        return False
+    return True
+
+
+def rule_for_response(response: Response, rules: list[FollowUpRule] | None = None):
+    """The first active rule (by position) that matches, or None."""
+    for rule in active_rules() if rules is None else rules:
+        if rule_matches(rule, response):
+            return rule
+    return None
+
+
+# --- Creation -------------------------------------------------------------------------------
+
+
+def _followup_create(
+    *,
+    partner,
+    invitation_id: int,
+    kind: str,
+    response: Response | None = None,
+    rule: FollowUpRule | None = None,
+    priority: str,
+    sla_from: dt.datetime,
+    now: dt.datetime,
+    created_note: str,
+) -> FollowUp:
+    """Create one follow-up with its "created" and "assigned" events, queue the assignee's email
+    and emit ``followup.created``. Runs inside the caller's transaction."""
+    strategy = rule.assignee_strategy if rule else FollowUpRule.Strategy.ACCOUNT_OWNER
+    assignee = followup_pick_assignee(
+        partner=partner, strategy=strategy, user=rule.assignee if rule else None
+    )
+    sla = working_sla()
+    first_hours = (
+        rule.first_contact_hours
+        if rule and rule.first_contact_hours is not None
+        else sla.first_contact_hours
+    )
+    resolution_hours = (
+        rule.resolution_hours
+        if rule and rule.resolution_hours is not None
+        else sla.resolution_hours
+    )
+    followup = FollowUp.objects.create(
+        kind=kind,
+        response=response,
+        invitation_id=invitation_id,
+        partner=partner,
+        rule=rule,
+        assignee=assignee,
+        priority=priority,
+        due_at=add_business_hours(sla_from, first_hours, sla.calendar),
+        resolution_due_at=add_business_hours(sla_from, resolution_hours, sla.calendar),
+        created_at=now,
+    )
+    FollowUpEvent.objects.create(
+        followup=followup,
+        kind=FollowUpEvent.Kind.CREATED,
+        new_value=created_note,
+        note=_("Rule: %(name)s") % {"name": rule.name} if rule else "",
+        created_at=now,
+    )
+    if assignee is not None:
+        event = FollowUpEvent.objects.create(
+            followup=followup,
+            kind=FollowUpEvent.Kind.ASSIGNED,
+            new_value=assignee.get_username(),
+            note=_assignment_note(assignee, partner, strategy),
+            created_at=now,
+        )
+        _queue_staff_emails(followup, event, [assignee], kind=StaffEmail.Kind.ASSIGNED)
+    _emit("followup.created", lambda: payloads.followup_data(followup))
+    return followup
+
+
+def _note_answer_of_silent_contact(response: Response, now: dt.datetime) -> None:
+    """A key contact answered after their "no response" follow-up was made: say so on it."""
+    for followup in FollowUp.objects.filter(
+        invitation_id=response.invitation_id, kind=FollowUp.Kind.NO_RESPONSE
+    ):
+        FollowUpEvent.objects.create(
+            followup=followup,
+            kind=FollowUpEvent.Kind.ANSWERED,
+            new_value=f"score {response.score}",
+            note=response.comment,
+            created_at=now,
+        )
+
+
+def followups_link_next_response(*, response: Response) -> int:
+    """Link ``response`` as the next answer of the contact's earlier follow-ups that have none
+    (for recovery figures). Returns how many were linked."""
+    return (
+        FollowUp.objects.filter(
+            kind=FollowUp.Kind.RESPONSE,
+            response__contact_id=response.contact_id,
+            response__submitted_at__lt=response.submitted_at,
+            next_response__isnull=True,
+        )
+        .exclude(response__wave_id=response.wave_id)
+        .update(next_response=response)
+    )
+
+
 def followup_for_response(
     *,
     response: Response,
     revised_from: tuple | None = None,
     now: dt.datetime | None = None,
     sla_from: dt.datetime | None = None,
+    repair: bool = False,
 ) -> FollowUp | None:
-    """Make sure a detractor response has its one follow-up; note a revised answer on it.
+    """Give a response its one follow-up if a rule (or being a detractor) calls for one.
 
-    Idempotent: a second call for the same response returns the existing follow-up. Called
-    inside ``response_submit``'s transaction, and by the reconciliation sweep. The due time
-    counts from ``sla_from`` (default ``now``), so a follow-up repaired late is due when it
-    would have been.
+    Ordered rules, first match wins; a detractor that no rule matches still gets a follow-up
+    with the calendar's default SLA. Idempotent: a second call for the same response returns the
+    existing follow-up (and notes a revised answer on it). Called inside ``response_submit``'s
+    transaction, and by the reconciliation sweep. On a first answer it also notes the answer on a
+    "no response" follow-up of the same invitation, and links the answer as the next response of
+    the contact's earlier follow-ups (not when ``repair``-ing: that was done then). Due times
+    count in business hours from ``sla_from`` (default ``now``), so a follow-up repaired late is
+    due when it would have been.
     """
     now = now or timezone.now()
     sla_from = sla_from or now
@@ -94,35 +314,28 @@ def followup_for_response(
                 created_at=now,
             )
         return existing
-    if response.category != Response.Category.DETRACTOR:
+    if revised_from is None and not repair:
+        _note_answer_of_silent_contact(response, now)
+        followups_link_next_response(response=response)
+    rule = rule_for_response(response)
+    if rule is None and response.category != Response.Category.DETRACTOR:
         return None
-    assignee = followup_pick_assignee(partner=response.partner)
+    if rule is not None:
+        priority = rule.priority
+    else:
+        priority = FollowUp.Priority.HIGH if response.score <= 3 else FollowUp.Priority.NORMAL
     with transaction.atomic():
-        followup = FollowUp.objects.create(
-            response=response,
+        return _followup_create(
             partner=response.partner,
-            assignee=assignee,
-            priority=FollowUp.Priority.HIGH if response.score <= 3 else FollowUp.Priority.NORMAL,
-            due_at=add_business_days(sla_from, settings.NPS_FOLLOWUP_SLA_BUSINESS_DAYS),
-            created_at=now,
+            invitation_id=response.invitation_id,
+            kind=FollowUp.Kind.RESPONSE,
+            response=response,
+            rule=rule,
+            priority=priority,
+            sla_from=sla_from,
+            now=now,
+            created_note=f"score {response.score}",
         )
-        FollowUpEvent.objects.create(
-            followup=followup,
-            kind=FollowUpEvent.Kind.CREATED,
-            new_value=f"score {response.score}",
-            created_at=now,
-        )
-        if assignee is not None:
-            FollowUpEvent.objects.create(
-                followup=followup,
-                kind=FollowUpEvent.Kind.ASSIGNED,
-                new_value=assignee.get_username(),
-                note=_("Account owner")
-                if assignee.pk == response.partner.account_owner_id
-                else _("Round robin"),
-                created_at=now,
-            )
-    return followup
 
 
 def followups_reconcile(*, limit: int = 1000) -> int:
@@ -148,7 +361,7 @@ def followups_reconcile(*, limit: int = 1000) -> int:
                 if FollowUp.objects.filter(response=response).exists():
                     continue
                 # The answer became a detractor at its last save: the SLA counts from then.
-                followup_for_response(response=response, sla_from=response.updated_at)
+                followup_for_response(response=response, sla_from=response.updated_at, repair=True)
                 repaired += 1
         except IntegrityError:
             continue
@@ -208,14 +421,42 @@ def followup_assign(
     old = followup.assignee.get_username() if followup.assignee else ""
     followup.assignee = assignee
     _bump(followup, "assignee")
-    FollowUpEvent.objects.create(
+    event = FollowUpEvent.objects.create(
         followup=followup,
         actor=by,
         kind=FollowUpEvent.Kind.ASSIGNED,
         old_value=old,
         new_value=assignee.get_username() if assignee else "",
     )
+    if assignee is not None and assignee.pk != by.pk:
+        _queue_staff_emails(followup, event, [assignee], kind=StaffEmail.Kind.ASSIGNED)
     return followup
+
+
+@transaction.atomic
+def followups_bulk_assign(*, followup_ids, assignee: User | None, by) -> int:
+    """A manager gives many follow-ups to ``assignee`` at once, each reassignment logged on its
+    timeline. All or nothing: an unknown follow-up refuses the whole batch. Returns how many
+    changed hands."""
+    if not roles.is_cs_manager(by):
+        raise PermissionDenied(_("Only a manager can reassign follow-ups."))
+    try:
+        wanted = sorted({int(pk) for pk in followup_ids})
+    except (TypeError, ValueError):
+        raise ValidationError(_("Follow-ups are named by their numbers.")) from None
+    if not wanted:
+        raise ValidationError(_("Choose at least one follow-up."))
+    found = set(FollowUp.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    if missing := [pk for pk in wanted if pk not in found]:
+        raise ValidationError(
+            _("Unknown follow-up: %(ids)s") % {"ids": ", ".join(map(str, missing))}
+        )
+    changed = 0
+    for pk in wanted:
+        before = FollowUp.objects.filter(pk=pk).values_list("assignee_id", flat=True).get()
+        followup_assign(followup_id=pk, assignee=assignee, by=by)
+        changed += before != (assignee.pk if assignee else None)
+    return changed
 
 
 @transaction.atomic
@@ -246,6 +487,11 @@ def followup_log_contact(
             followup.status = Status.CONTACTED
             fields.append("status")
     _bump(followup, *fields)
+    if "status" in fields:
+        _emit(
+            "followup.status_changed",
+            lambda: payloads.status_change_data(followup, old_status=Status.OPEN, by=by),
+        )
     return followup
 
 
@@ -313,8 +559,13 @@ def followup_transition(
         new_value=to,
         note=(note or action_taken or closed_reason or "").strip(),
     )
+    old_status = followup.status
     followup.status = to
     _bump(followup, *fields)
+    _emit(
+        "followup.status_changed",
+        lambda: payloads.status_change_data(followup, old_status=old_status, by=by),
+    )
     return followup
 
 
@@ -396,6 +647,8 @@ def change_update_status(*, change_id: int, status: str, by) -> Change:
     change.status = status
     change.shipped_at = timezone.now() if status == Change.Status.SHIPPED else None
     change.save(update_fields=["status", "shipped_at", "updated_at"])
+    if status == Change.Status.SHIPPED:
+        _emit("change.shipped", lambda: payloads.change_data(change))
     return change
 
 
@@ -407,7 +660,7 @@ def notice_recipients(change: Change):
     """The follow-ups of a change whose partner can be told: not yet told of this change."""
     return (
         change.followups.exclude(notices__change=change, notices__status=PartnerNotice.Status.SENT)
-        .select_related("response__contact", "partner")
+        .select_related("response", "invitation__contact", "invitation__wave__program", "partner")
         .order_by("partner__name")
     )
 
@@ -462,18 +715,22 @@ def change_notify_partners(*, change_id: int, by) -> int:
     return len(queued)
 
 
-def notice_message(notice: PartnerNotice, connection=None):
+def notice_message(notice: PartnerNotice, connection=None, partner_page_url: str = ""):
+    """The partner email of one notice. ``partner_page_url`` is the personal link to the
+    partner's "you told us, we did" page (issued by ``notice_send``; a preview passes none)."""
     from nps_project.emailing import render_email, sender
     from surveys.services import supported_language
 
-    contact = notice.followup.response.contact
-    program = notice.followup.response.program
+    invitation = notice.followup.invitation
+    contact = invitation.contact
+    program = invitation.wave.program
     context = {
         "contact": contact,
         "partner": notice.followup.partner,
         "program": program,
         "change": notice.change,
         "response": notice.followup.response,
+        "partner_page_url": partner_page_url,
     }
     with translation.override(supported_language(contact.language)):
         return render_email(
@@ -500,18 +757,20 @@ def notice_send(*, notice_id: int) -> bool:
     notice = PartnerNotice.objects.select_related(
         "change",
         "followup__partner",
-        "followup__response__contact",
-        "followup__response__program",
+        "followup__response",
+        "followup__invitation__contact",
+        "followup__invitation__wave__program",
         "requested_by",
     ).get(pk=notice_id)
-    contact = notice.followup.response.contact
+    contact = notice.followup.invitation.contact
     if contact.opted_out_at is not None or contact.bounced_at is not None:
         PartnerNotice.objects.filter(pk=notice_id).update(
             status=PartnerNotice.Status.FAILED, last_error="The contact opted out or bounced."
         )
         return False
+    page_url = partner_page_url(partner_page_token_issue(partner_id=notice.followup.partner_id))
     try:
-        notice_message(notice).send()
+        notice_message(notice, partner_page_url=page_url).send()
     except (SMTPException, OSError) as exc:
         reason = f"{type(exc).__name__}: {exc}"[:1000]
         if notice.attempts >= settings.NPS_SEND_MAX_ATTEMPTS:
@@ -541,9 +800,11 @@ def notice_send(*, notice_id: int) -> bool:
             created_at=now,
         )
         fields = []
-        if followup.loop_closed_at is None:
+        newly_closed = followup.loop_closed_at is None
+        if newly_closed:
             followup.loop_closed_at, followup.loop_closed_by = now, notice.requested_by
             fields += ["loop_closed_at", "loop_closed_by"]
+        old_status = followup.status
         if followup.status == Status.RESOLVED:
             FollowUpEvent.objects.create(
                 followup=followup,
@@ -557,6 +818,15 @@ def notice_send(*, notice_id: int) -> bool:
             fields.append("status")
         if fields:
             _bump(followup, *fields)
+        if followup.status != old_status:
+            _emit(
+                "followup.status_changed",
+                lambda: payloads.status_change_data(
+                    followup, old_status=old_status, by=notice.requested_by
+                ),
+            )
+        if newly_closed:
+            _emit("loop.closed", lambda: payloads.loop_closed_data(followup, change=notice.change))
     return True
 
 
@@ -576,3 +846,282 @@ def notices_requeue_stale(*, older_than: dt.timedelta = dt.timedelta(minutes=15)
     for pk in pending:
         tasks.send_partner_notice.delay_on_commit(pk)
     return len(pending)
+
+
+# --- Emails to staff ------------------------------------------------------------------------
+
+
+def staff_email_message(email: StaffEmail, connection=None):
+    from nps_project.emailing import render_email
+
+    followup = email.followup
+    context = {
+        "recipient": email.recipient,
+        "followup": followup,
+        "partner": followup.partner,
+        "response": followup.response,
+        "contact": followup.invitation.contact if followup.invitation_id else None,
+        "event": email.event,
+        "url": settings.SITE_URL + reverse("followups:detail", args=[followup.pk]),
+    }
+    name = "followup_escalated" if email.kind == StaffEmail.Kind.ESCALATED else "followup_assigned"
+    return render_email(name, context, to=email.recipient.email, connection=connection)
+
+
+def staff_email_send(*, email_id: int) -> bool:
+    """Send one staff email; claimed (queued -> sending) first, so a task run twice sends once.
+    Once sent, the follow-up's timeline records it. Returns True if sent now."""
+    claimed = StaffEmail.objects.filter(pk=email_id, status=StaffEmail.Status.QUEUED).update(
+        status=StaffEmail.Status.SENDING, claimed_at=timezone.now(), attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return False
+    email = StaffEmail.objects.select_related(
+        "recipient",
+        "event",
+        "followup__partner",
+        "followup__response",
+        "followup__invitation__contact",
+    ).get(pk=email_id)
+    if not email.recipient.is_active or not email.recipient.email:
+        StaffEmail.objects.filter(pk=email_id).update(
+            status=StaffEmail.Status.FAILED, last_error="The recipient is inactive or has no email."
+        )
+        return False
+    try:
+        staff_email_message(email).send()
+    except (SMTPException, OSError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        final = email.attempts >= settings.NPS_SEND_MAX_ATTEMPTS
+        StaffEmail.objects.filter(pk=email_id).update(
+            status=StaffEmail.Status.FAILED if final else StaffEmail.Status.QUEUED,
+            last_error=reason,
+        )
+        if final:
+            return False
+        raise
+    now = timezone.now()
+    with transaction.atomic():
+        StaffEmail.objects.filter(pk=email_id).update(
+            status=StaffEmail.Status.SENT, sent_at=now, last_error=""
+        )
+        FollowUpEvent.objects.create(
+            followup_id=email.followup_id,
+            kind=FollowUpEvent.Kind.NOTIFIED,
+            new_value=email.recipient.get_username(),
+            note=_("Emailed %(email)s: %(what)s.")
+            % {"email": email.recipient.email, "what": email.get_kind_display().lower()},
+            created_at=now,
+        )
+    return True
+
+
+def staff_emails_requeue_stale(*, older_than: dt.timedelta = dt.timedelta(minutes=15)) -> int:
+    """Queue again staff emails left "sending" by a dead worker, and enqueue old queued ones."""
+    from . import tasks
+
+    cutoff = timezone.now() - older_than
+    StaffEmail.objects.filter(status=StaffEmail.Status.SENDING, claimed_at__lt=cutoff).update(
+        status=StaffEmail.Status.QUEUED
+    )
+    pending = list(
+        StaffEmail.objects.filter(
+            status=StaffEmail.Status.QUEUED, created_at__lt=cutoff
+        ).values_list("pk", flat=True)[:1000]
+    )
+    for pk in pending:
+        tasks.send_staff_email.delay_on_commit(pk)
+    return len(pending)
+
+
+# --- Escalation -----------------------------------------------------------------------------
+
+# Open, and not yet resolved: the follow-ups whose resolution can still be late.
+UNRESOLVED = (Status.OPEN, Status.CONTACTED, Status.ACTION_PLANNED)
+
+
+def _overdue_for(rule: EscalationRule):
+    """Follow-ups past the rule's due time (not yet its extra hours), as (filter, due field)."""
+    if rule.measure == EscalationRule.Measure.RESOLUTION:
+        return Q(status__in=UNRESOLVED, resolution_due_at__isnull=False), "resolution_due_at"
+    return Q(status__in=FollowUp.OPEN_STATUSES, first_contacted_at__isnull=True), "due_at"
+
+
+def managers_to_notify() -> list:
+    return list(
+        User.objects.filter(is_active=True, groups__name=roles.CS_MANAGER).distinct().order_by("pk")
+    )
+
+
+def followups_escalate_due(*, now: dt.datetime | None = None, limit: int = 500) -> int:
+    """The beat sweep: apply every active escalation rule to the open follow-ups it has not been
+    applied to and whose due time is that many business hours past. Closed follow-ups are never
+    touched, whatever their age. Returns how many escalations were made.
+
+    Candidates come oldest due first; since the threshold grows with the due time, the first one
+    not yet past it ends that rule's batch.
+    """
+    now = now or timezone.now()
+    rules = list(EscalationRule.objects.filter(is_active=True).order_by("position", "pk"))
+    if not rules:
+        return 0
+    calendar = working_sla().calendar
+    made = 0
+    for rule in rules:
+        condition, due_field = _overdue_for(rule)
+        candidates = (
+            FollowUp.objects.filter(condition, **{f"{due_field}__lt": now})
+            .exclude(escalations__rule=rule)
+            .order_by(due_field, "pk")
+            .values_list("pk", due_field)[:limit]
+        )
+        for pk, due in list(candidates):
+            if add_business_hours(due, rule.hours_overdue, calendar) > now:
+                break
+            if followup_escalate(followup_id=pk, rule=rule, now=now, calendar=calendar):
+                made += 1
+    return made
+
+
+@transaction.atomic
+def followup_escalate(
+    *, followup_id: int, rule: EscalationRule, now: dt.datetime | None = None, calendar=None
+) -> bool:
+    """Escalate one follow-up by one rule, at most once (a unique constraint): raise its priority
+    to the rule's (never lower it), note it on the timeline, email the managers and emit
+    ``followup.overdue``. Locks the follow-up and checks again that it is open and overdue, so a
+    follow-up closed meanwhile is left alone. Returns True if escalated now."""
+    now = now or timezone.now()
+    calendar = calendar or working_sla().calendar
+    followup = (
+        FollowUp.objects.select_for_update()
+        .select_related("partner", "response", "assignee")
+        .get(pk=followup_id)
+    )
+    condition, due_field = _overdue_for(rule)
+    due = getattr(followup, due_field)
+    still_due = FollowUp.objects.filter(condition, pk=followup_id).exists()
+    if not still_due or due is None or add_business_hours(due, rule.hours_overdue, calendar) > now:
+        return False
+    try:
+        with transaction.atomic():
+            Escalation.objects.create(followup=followup, rule=rule, created_at=now)
+    except IntegrityError:
+        return False
+    old_priority = followup.priority
+    if PRIORITY_RANK[rule.raise_priority_to] > PRIORITY_RANK[followup.priority]:
+        followup.priority = rule.raise_priority_to
+        _bump(followup, "priority")
+    event = FollowUpEvent.objects.create(
+        followup=followup,
+        kind=FollowUpEvent.Kind.ESCALATED,
+        old_value=old_priority,
+        new_value=followup.priority,
+        note=_("%(rule)s: due %(due)s.")
+        % {"rule": rule.name, "due": timezone.localtime(due).strftime("%Y-%m-%d %H:%M %Z")},
+        created_at=now,
+    )
+    if rule.notify_managers:
+        _queue_staff_emails(followup, event, managers_to_notify(), kind=StaffEmail.Kind.ESCALATED)
+    _emit("followup.overdue", lambda: payloads.followup_data(followup))
+    return True
+
+
+# --- Silence is a signal --------------------------------------------------------------------
+
+
+def followups_for_silent_key_contacts(*, now: dt.datetime | None = None, limit: int = 500) -> int:
+    """The beat sweep: a key contact who has not answered ``no_response_followup_days`` into an
+    open wave gets one "no response" follow-up (a constraint), for the account owner. Returns how
+    many were created."""
+    now = now or timezone.now()
+    created = 0
+    waves = Wave.objects.filter(
+        status=Wave.Status.OPEN,
+        opens_at__lte=now,
+        closes_at__gt=now,
+        program__no_response_followup_days__isnull=False,
+    ).select_related("program")
+    for wave in waves:
+        if wave.opens_at + dt.timedelta(days=wave.program.no_response_followup_days) > now:
+            continue
+        ids = list(
+            Invitation.objects.filter(
+                wave=wave,
+                status=Invitation.Status.SENT,
+                contact__is_key=True,
+                contact__opted_out_at__isnull=True,
+                response__isnull=True,
+            )
+            .exclude(followups__kind=FollowUp.Kind.NO_RESPONSE)
+            .order_by("pk")
+            .values_list("pk", flat=True)[: limit - created]
+        )
+        for invitation_id in ids:
+            if followup_for_silence(invitation_id=invitation_id, now=now):
+                created += 1
+        if created >= limit:
+            break
+    return created
+
+
+def followup_for_silence(*, invitation_id: int, now: dt.datetime | None = None) -> FollowUp | None:
+    """Create the "no response" follow-up of one unanswered invitation; None if it exists or the
+    contact has answered meanwhile."""
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            invitation = (
+                Invitation.objects.select_for_update()
+                .select_related("contact__partner__account_owner", "wave")
+                .get(pk=invitation_id)
+            )
+            if Response.objects.filter(invitation=invitation).exists():
+                return None
+            if FollowUp.objects.filter(
+                invitation=invitation, kind=FollowUp.Kind.NO_RESPONSE
+            ).exists():
+                return None
+            return _followup_create(
+                partner=invitation.contact.partner,
+                invitation_id=invitation.pk,
+                kind=FollowUp.Kind.NO_RESPONSE,
+                priority=FollowUp.Priority.NORMAL,
+                sla_from=now,
+                now=now,
+                created_note=_("no response from %(name)s") % {"name": invitation.contact.name},
+            )
+    except IntegrityError:
+        return None
+
+
+# --- The partner's "you told us, we did" page -----------------------------------------------
+
+PAGE_TOKEN_DAYS = 365
+
+
+def partner_page_token_issue(*, partner_id: int, now: dt.datetime | None = None) -> str:
+    """A fresh secret link token for the partner's page; only its hash is stored."""
+    now = now or timezone.now()
+    token = new_token()
+    PartnerPageToken.objects.create(
+        partner_id=partner_id,
+        token_hash=hash_token(token),
+        expires_at=now + dt.timedelta(days=PAGE_TOKEN_DAYS),
+        created_at=now,
+    )
+    return token
+
+
+def partner_page_url(token: str) -> str:
+    return settings.SITE_URL + reverse("partner-pages:page", args=[token])
+
+
+def partner_for_page_token(token, *, now: dt.datetime | None = None) -> Partner | None:
+    """The partner a page link belongs to, or None (unknown, malformed or expired). Reads only."""
+    if not isinstance(token, str) or not token.isascii() or not looks_like_token(token):
+        return None
+    now = now or timezone.now()
+    return Partner.objects.filter(
+        page_tokens__token_hash=hash_token(token), page_tokens__expires_at__gt=now
+    ).first()

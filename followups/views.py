@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -26,6 +27,7 @@ from nps_project import roles
 from . import selectors, services
 from .forms import (
     AssignForm,
+    BulkAssignForm,
     ChangeForm,
     ChangeStatusForm,
     LinkChangeForm,
@@ -56,6 +58,18 @@ def cs_required(view):
     def wrapped(request, *args, **kwargs):
         if not roles.is_cs(request.user):
             raise PermissionDenied(_("This page is for the customer-success team."))
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapped)
+
+
+def manager_required(view):
+    """Login required; then the customer-success manager role (or admin), else 403."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not roles.is_cs_manager(request.user):
+            raise PermissionDenied(_("This page is for customer-success managers."))
         return view(request, *args, **kwargs)
 
     return login_required(wrapped)
@@ -94,8 +108,40 @@ def queue(request):
             "filter_form": filter_form,
             "filtered": bool(filters),
             "now": now,
+            "bulk_form": BulkAssignForm() if roles.is_cs_manager(request.user) else None,
         },
     )
+
+
+@manager_required
+@require_POST
+def bulk_assign(request):
+    """A manager reassigns the ticked follow-ups; back to the queue page they came from."""
+    back = request.POST.get("next", "")
+    if not back.startswith("/") or back.startswith("//"):
+        back = reverse("followups:queue")
+    form = BulkAssignForm(request.POST)
+    try:
+        data = _valid(form)
+        changed = services.followups_bulk_assign(
+            followup_ids=[f.pk for f in data["followups"]],
+            assignee=data["assignee"],
+            by=request.user,
+        )
+    except ValidationError as exc:
+        _report_errors(request, exc)
+    else:
+        who = data["assignee"].get_username() if data["assignee"] else _("nobody")
+        messages.success(
+            request,
+            ngettext(
+                "Reassigned %(n)d follow-up to %(who)s.",
+                "Reassigned %(n)d follow-ups to %(who)s.",
+                changed,
+            )
+            % {"n": changed, "who": who},
+        )
+    return redirect(back)
 
 
 # --- One follow-up --------------------------------------------------------------------------
@@ -142,6 +188,7 @@ def detail(request, pk: int):
     initial = {"version": followup.version}
     context = {
         "followup": followup,
+        "contact": followup.invitation.contact if followup.invitation_id else None,
         "response": followup.response,
         "partner": followup.partner,
         "events": events,
@@ -411,13 +458,13 @@ def change_notify(request, pk: int):
         messages.error(request, _("Ship the change before telling partners about it."))
         return redirect("followups:change-detail", pk=pk)
     previews = []
-    recipients = services.notice_recipients(change).select_related(
-        "response__program", "response__wave"
-    )
+    recipients = services.notice_recipients(change)
+    # The real email carries a fresh personal link, issued when it is sent; a GET issues none.
+    sample_link = settings.SITE_URL + reverse("partner-pages:page", args=["x" * 32])
     for followup in recipients:
         notice = PartnerNotice(change=change, followup=followup)
-        message = services.notice_message(notice)
-        contact = followup.response.contact
+        message = services.notice_message(notice, partner_page_url=sample_link)
+        contact = followup.invitation.contact
         previews.append(
             {
                 "followup": followup,
@@ -438,3 +485,48 @@ def change_notify(request, pk: int):
             "cancel_url": reverse("followups:change-detail", args=[pk]),
         },
     )
+
+
+# --- Managers: loop KPIs and recovery -------------------------------------------------------
+
+
+@manager_required
+def kpis(request):
+    """Loop KPIs overall, per owner and per program, and recovery per owner and per change."""
+    from .kpis import kpis as compute
+    from .kpis import kpis_by
+
+    now = timezone.now()
+    rows = selectors.kpi_rows()
+    return render(
+        request,
+        "followups/kpis.html",
+        {
+            "overall": compute(rows, now=now),
+            "by_owner": kpis_by(rows, "owner", now=now),
+            "by_program": kpis_by(rows, "program", now=now),
+            "recovery_by_owner": selectors.recovery_by_owner(),
+            "recovery_by_change": selectors.recovery_by_change(),
+        },
+    )
+
+
+# --- The partner's public page --------------------------------------------------------------
+
+
+def partner_page(request, token: str):
+    """ "You told us, we did": the shipped changes linked to one partner's feedback. Reached by a
+    secret link; reads only (a GET changes nothing); an unknown or expired link is a friendly
+    404 page."""
+    partner = services.partner_for_page_token(token)
+    if partner is None:
+        return render(request, "followups/public_unknown.html", status=404)
+    response = render(
+        request,
+        "followups/public_changes.html",
+        {"partner": partner, "changes": selectors.partner_shipped_changes(partner)},
+    )
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"
+    response["Cache-Control"] = "private, no-store"
+    return response

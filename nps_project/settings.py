@@ -200,6 +200,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "followups.tasks.reconcile_followups",
         "schedule": crontab(minute="*/5"),
     },
+    "followups-escalate": {
+        "task": "followups.tasks.escalate_overdue_followups",
+        "schedule": crontab(minute="*/5"),
+    },
+    "followups-no-response": {
+        "task": "followups.tasks.create_no_response_followups",
+        "schedule": crontab(minute="*/15"),
+    },
 }
 
 # --- Product defaults -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from . import outbox
 urlpatterns = [
     path("", include("followups.urls")),
     path("s/", include("surveys.urls")),
+    path("p/", include("followups.public_urls")),
     path("reports/", include("scoring.urls")),
     path("delivery/", include("surveys.delivery_urls")),
     path("login/", auth_views.LoginView.as_view(), name="login"),

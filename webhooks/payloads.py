@@ -47,13 +47,14 @@ def response_data(response) -> dict:
 
 def followup_data(followup) -> dict:
     """``followup.created`` and ``followup.overdue``."""
-    response = followup.response
+    response = followup.response  # None for a "no response" follow-up
     return {
         "followup_id": followup.pk,
+        "kind": getattr(followup, "kind", "response"),
         "response_id": followup.response_id,
         "partner": {"id": followup.partner_id, "name": followup.partner.name},
-        "score": response.score,
-        "comment": response.comment,
+        "score": response.score if response is not None else None,
+        "comment": response.comment if response is not None else "",
         "status": followup.status,
         "priority": followup.priority,
         "assignee": _user(followup.assignee),

@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 from django.utils import timezone
 
-from followups.models import Change, FollowUp, FollowUpEvent, PartnerNotice
+from followups.models import Change, FollowUp, FollowUpEvent, PartnerNotice, WorkingCalendar
 from followups.services import (
     StaleFollowUpError,
     change_create,
@@ -129,10 +129,10 @@ def test_a_friday_detractor_is_due_on_tuesday():
     assert followup.created_at == friday
 
 
-def test_the_sla_is_configurable(settings):
-    settings.NPS_FOLLOWUP_SLA_BUSINESS_DAYS = 5
+def test_the_sla_is_configurable_in_the_working_calendar():
+    WorkingCalendar.objects.update(first_contact_hours=40)  # a working week of 9:00-17:00
     monday = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
-    assert answer(now=monday).followup.due_at == monday + dt.timedelta(days=7)
+    assert answer(now=monday).followup.due_at == dt.datetime(2027, 3, 5, 17, 0, tzinfo=dt.UTC)
 
 
 # --- Reconciliation --------------------------------------------------------------------------
