@@ -11,12 +11,14 @@ import datetime as dt
 import io
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.http import Http404
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -328,16 +330,53 @@ def _format_wave_date(when: dt.datetime, zone) -> str:
     return f"{local:%a %d %b %Y, %H:%M} {zone.key} ({utc:%Y-%m-%d %H:%M} UTC)"
 
 
+PREVIEW_TOKEN = "preview-not-a-real-link-000000000"
+
+
+def _sample_invitation(program: Program, language: str) -> Invitation:
+    """An unsaved invitation of a sample contact, to render a program's email for a preview."""
+    partner = Partner(name="Example Partner Ltd", region="EMEA")
+    contact = Contact(name="Alex Example", email="alex@partner.example", language=language)
+    contact.partner = partner
+    opens_at = timezone.now()
+    wave = Wave(
+        program=program,
+        label="Preview",
+        opens_at=opens_at,
+        closes_at=opens_at + dt.timedelta(days=program.response_window_days or 14),
+    )
+    return Invitation(wave=wave, contact=contact)
+
+
 @admin.register(Program)
 class ProgramAdmin(AdminRoleMixin, admin.ModelAdmin):
     list_display = ("name", "is_active", "frequency", "time_zone", "next_wave")
     list_filter = ("is_active", "frequency")
     search_fields = ("name",)
-    readonly_fields = ("upcoming_waves", "created_at", "updated_at")
+    readonly_fields = ("upcoming_waves", "email_preview", "created_at", "updated_at")
     fieldsets = (
         (
             "Wording",
-            {"fields": ("name", "is_active", "sender_name", "subject", "question", "why_prompt")},
+            {
+                "fields": (
+                    "name",
+                    "is_active",
+                    "sender_name",
+                    "subject",
+                    "intro",
+                    "question",
+                    "why_prompt",
+                    "extra_questions",
+                ),
+                "description": (
+                    "Wording left at its default is translated into the contact's language; "
+                    "wording you write is sent as written."
+                ),
+            },
+        ),
+        (
+            "Branding",
+            {"fields": ("logo_url", "brand_colour", "email_preview")},
         ),
         (
             "Audience",
@@ -394,6 +433,61 @@ class ProgramAdmin(AdminRoleMixin, admin.ModelAdmin):
             "Resumed. The current period's wave opens at the next tick if it is still "
             "open for answers; missed periods are recorded as skipped.",
         )
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/email-preview/<str:language>/",
+                self.admin_site.admin_view(self.email_preview_view),
+                name="surveys_program_email_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="invitation email preview")
+    def email_preview(self, obj):
+        if obj is None or obj.pk is None:
+            return "Save the program to preview its invitation email."
+        return format_html_join(
+            " · ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("admin:surveys_program_email_preview", args=[obj.pk, code]), name)
+                for code, name in settings.LANGUAGES
+            ),
+        )
+
+    def email_preview_view(self, request, object_id, language):
+        """The invitation email of this program as a sample contact in ``language`` gets it:
+        subject, sender, the plain-text part and the HTML part (in a sandboxed frame). Its links
+        carry a placeholder, not a real token, and nothing is stored or sent."""
+        program = self.get_object(request, object_id)
+        if program is None or not self.has_view_permission(request, program):
+            raise PermissionDenied
+        if language not in dict(settings.LANGUAGES):
+            raise Http404
+        message = services.invitation_message(
+            invitation=_sample_invitation(program, language), token=PREVIEW_TOKEN
+        )
+        (html, _mimetype), *_ = message.alternatives
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Invitation email preview: {program.name}",
+            "opts": self.model._meta,
+            "original": program,
+            "message": message,
+            "html": html,
+            "language": language,
+            "languages": [
+                (
+                    code,
+                    name,
+                    reverse("admin:surveys_program_email_preview", args=[program.pk, code]),
+                )
+                for code, name in settings.LANGUAGES
+            ],
+        }
+        return TemplateResponse(request, "admin/surveys/program/email_preview.html", context)
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         if db_field.name in ("tiers", "partner_types"):

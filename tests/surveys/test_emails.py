@@ -207,3 +207,165 @@ def test_the_notice_without_a_comment_names_the_score(notice):
 
     assert "you gave us 3 out of 10." in text
     assert "“" not in text
+
+
+# --- Branding, intro and short links ---------------------------------------------------------
+
+
+def test_the_invitation_carries_the_programs_colour_logo_and_intro(invitation, token):
+    program = invitation.wave.program
+    program.brand_colour = "#5B2C6F"
+    program.logo_url = "https://cdn.northwind.example/logo.png"
+    program.intro = "Two minutes of your time <really> help."
+    program.save()
+
+    message = invitation_message(invitation=invitation, token=token)
+
+    html = html_of(message)
+    assert "border-top:4px solid #5b2c6f" in html
+    assert "color:#5b2c6f" in html  # score buttons in the vendor's colour
+    # The logo is optional decoration: its alt text names the sender if images are blocked.
+    assert '<img src="https://cdn.northwind.example/logo.png" alt="Northwind Partner Program"' in (
+        html
+    )
+    assert "Two minutes of your time &lt;really&gt; help." in html
+    assert "Two minutes of your time <really> help." in message.body
+
+
+def test_a_light_brand_colour_keeps_readable_score_buttons(invitation, token):
+    program = invitation.wave.program
+    program.brand_colour = "#FFD700"
+    program.save()
+
+    html = html_of(invitation_message(invitation=invitation, token=token))
+
+    assert "border-top:4px solid #ffd700" in html
+    assert "color:#0b5cad" in html and "color:#ffd700" not in html
+
+
+def test_a_logo_that_is_not_https_is_left_out(invitation, token):
+    program = invitation.wave.program
+    type(program).objects.filter(pk=program.pk).update(logo_url="http://northwind.example/l.png")
+    invitation.wave.program.refresh_from_db()
+
+    assert "<img" not in html_of(invitation_message(invitation=invitation, token=token))
+
+
+def test_every_link_in_the_invitation_is_short(message, token):
+    """The token sits in a short path: /s/<32 characters>/ plus ?score=N at most."""
+    links = HREF.findall(html_of(message)) + re.findall(r"https?://\S+", message.body)
+
+    assert len(links) == 11 + 1 + 1 + 2
+    for link in links:
+        assert len(link) <= len(settings.SITE_URL) + 50, link
+    assert max(len(link) for link in links) == len(settings.SITE_URL) + len("/s//unsubscribe/") + 32
+
+
+def test_a_scanner_opening_every_link_with_get_and_head_stores_nothing(client, invitation, token):
+    """What a mail security scanner does: fetch every link of the email, with HEAD and GET, at
+    once and without running scripts. Nothing may be recorded: no answer, no opt-out, no stamp."""
+    from followups.models import FollowUp
+    from surveys.models import Invitation, InvitationToken, Response, Wave
+
+    def snapshot():
+        return (
+            Response.objects.count(),
+            FollowUp.objects.count(),
+            InvitationToken.objects.count(),
+            list(Invitation.objects.values_list("status", "updated_at", "first_opened_at")),
+            list(Contact.objects.values_list("opted_out_at", "updated_at", "language")),
+            list(Wave.objects.values_list("status", "updated_at")),
+        )
+
+    message = invitation_message(invitation=invitation, token=token)
+    links = set(HREF.findall(html_of(message)))
+    links |= set(re.findall(r"https?://\S+", message.body))
+    links.add(message.extra_headers["List-Unsubscribe"].strip("<>"))
+    before = snapshot()
+
+    statuses = set()
+    for link in sorted(links):
+        for method in (client.get, client.head):
+            statuses.add(method(local_path(link)).status_code)
+            # A scanner follows redirects too.
+            statuses.add(method(local_path(link), follow=True).status_code)
+
+    assert statuses == {200}
+    assert snapshot() == before
+
+
+# --- The admin's preview and the program's validation -------------------------------------
+
+
+def test_the_admin_previews_the_invitation_in_each_language(client, admin_user, invitation):
+    from django.urls import reverse
+
+    program = invitation.wave.program
+    client.force_login(admin_user)
+
+    change = client.get(reverse("admin:surveys_program_change", args=[program.pk])).content
+    assert b"email-preview/ja/" in change
+
+    page = client.get(reverse("admin:surveys_program_email_preview", args=[program.pk, "de"]))
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Two minutes for Northwind?" in html  # the program's own subject, as written
+    assert "Hallo Alex Example," in html
+    assert 'sandbox=""' in html and "srcdoc=" in html
+    assert "Northwind Partner Program &lt;nps@example.com&gt;" in html
+
+
+def test_the_email_preview_is_for_admins_only(client, outsider, cs_agent, invitation):
+    from django.urls import reverse
+
+    url = reverse("admin:surveys_program_email_preview", args=[invitation.wave.program_id, "en"])
+    for user in (outsider, cs_agent):
+        client.force_login(user)
+        assert client.get(url).status_code in (302, 403)
+
+
+def test_the_email_preview_of_an_unknown_language_is_a_404(client, admin_user, invitation):
+    from django.urls import reverse
+
+    client.force_login(admin_user)
+    url = reverse("admin:surveys_program_email_preview", args=[invitation.wave.program_id, "xx"])
+    assert client.get(url).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("brand_colour", "blue", "Give a hex colour"),
+        ("brand_colour", "#12345g", "Give a hex colour"),
+        ("logo_url", "http://northwind.example/logo.png", "Give an https:// address"),
+        ("extra_questions", {"key": "x"}, "Give a list of questions"),
+        ("extra_questions", [{"key": "a", "label": "A?"}, {"key": "a", "label": "B?"}], "unique"),
+        ("extra_questions", [{"key": "Bad Key", "label": "A?"}], "Give a list of questions"),
+        ("extra_questions", [{"key": "a", "label": "A?", "type": "choice"}], "choices"),
+        ("extra_questions", [{"key": "a", "label": "A?", "type": "scale"}], "text"),
+    ],
+)
+def test_the_program_rejects_bad_branding_and_questions(invitation, field, value, message):
+    from django.core.exceptions import ValidationError
+
+    program = invitation.wave.program
+    setattr(program, field, value)
+
+    with pytest.raises(ValidationError) as raised:
+        program.full_clean()
+
+    assert message in " ".join(raised.value.message_dict[field])
+
+
+def test_the_program_accepts_good_branding_and_questions(invitation):
+    program = invitation.wave.program
+    program.brand_colour = "#A1b2C3"
+    program.logo_url = "https://cdn.example/logo.svg"
+    program.extra_questions = [
+        {"key": "support", "label": "Support?", "type": "choice", "choices": ["Good", "Poor"]},
+        {"key": "wish", "label": "One wish?", "type": "text"},
+        {"key": "other", "label": "Anything else?"},
+    ]
+
+    program.full_clean()
