@@ -15,7 +15,18 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import (
+    BooleanField,
+    Count,
+    ExpressionWrapper,
+    F,
+    Prefetch,
+    Q,
+    QuerySet,
+    Window,
+)
+from django.db.models.functions import Lead
 
 from followups.models import Change
 from surveys.models import Invitation, Partner, PartnerType, Program, Response, Tier, Wave
@@ -411,34 +422,42 @@ class Recovery:
 def recovery(*, filters: ReportFilters | None = None) -> Recovery:
     """Recovery of detractors, in one query.
 
-    For each detractor response matching ``filters``, a correlated subquery finds the same
-    contact's next response in a later wave of the same program (waves ordered by opening
-    time; a contact answers a wave at most once). ``followed`` counts detractors that have such
-    a next response; ``recovered`` those whose next response is passive or promoter.
+    A window function (``LEAD``) gives every response of the program the category of the same
+    contact's next response in the program, waves in opening order (a contact answers a wave at
+    most once); the outer query counts the detractor responses that match ``filters``:
+    ``followed`` those with a next response, ``recovered`` those whose next response is
+    passive or promoter. The next response is looked for among all the contact's responses in
+    the program, whatever the date range or segment filters, which only pick the detractors.
     """
-    next_category = Subquery(
-        Response.objects.filter(
-            contact_id=OuterRef("contact_id"),
-            program_id=OuterRef("program_id"),
-            wave__opens_at__gt=OuterRef("wave__opens_at"),
-        )
-        .order_by("wave__opens_at", "wave_id")
-        .values("category")[:1]
-    )
-    row = (
-        Response.objects.filter(
-            response_filter(filters or ReportFilters()), category=Response.Category.DETRACTOR
-        )
-        .annotate(next_category=next_category)
-        .aggregate(
-            followed=Count("id", filter=Q(next_category__isnull=False)),
-            recovered=Count(
-                "id",
-                filter=Q(next_category__in=[Response.Category.PASSIVE, Response.Category.PROMOTER]),
+    filters = filters or ReportFilters()
+    responses = Response.objects.all()
+    if filters.program is not None:
+        responses = responses.filter(program_id=filters.program)
+    inner = (
+        responses.annotate(
+            next_category=Window(
+                Lead("category"),
+                partition_by=[F("contact_id"), F("program_id")],
+                order_by=[F("wave__opens_at").asc(), F("wave_id").asc()],
+            ),
+            counted=ExpressionWrapper(
+                response_filter(filters) & Q(category=Response.Category.DETRACTOR),
+                output_field=BooleanField(),
             ),
         )
+        .order_by()
+        .values("next_category", "counted")
     )
-    return Recovery(recovered=row["recovered"] or 0, followed=row["followed"] or 0)
+    sql, params = inner.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FILTER (WHERE next_category IS NOT NULL),"
+            " COUNT(*) FILTER (WHERE next_category IN (%s, %s))"
+            f" FROM ({sql}) AS responses WHERE counted",
+            [Response.Category.PASSIVE, Response.Category.PROMOTER, *params],
+        )
+        followed, recovered = cursor.fetchone()
+    return Recovery(recovered=recovered or 0, followed=followed or 0)
 
 
 # --- Filter choices -------------------------------------------------------------------------

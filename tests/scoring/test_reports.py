@@ -289,3 +289,41 @@ def test_owner_choices_list_only_users_who_own_a_partner():
     assert choices["account_owner"] == [(owner.pk, "zoe")]
     assert choices["region"] == ["APAC", "EMEA"]
     assert "Gold" in choices["tier"]
+
+
+def test_recovery_with_a_date_range_picks_detractors_but_follows_them_past_the_range():
+    program = ProgramFactory()
+    q1, q2 = wave_at(program, days_ago=200), wave_at(program, days_ago=20)
+    contact = ContactFactory()
+    first = ResponseFactory(invitation=InvitationFactory(wave=q1, contact=contact), score=2)
+    ResponseFactory(invitation=InvitationFactory(wave=q2, contact=contact), score=9)
+    day = first.submitted_at.date()
+    result = selectors.recovery(
+        filters=ReportFilters(program=program.pk, submitted_after=day, submitted_before=day)
+    )
+    assert (result.recovered, result.followed) == (1, 1)
+
+
+# --- The API and the dashboard agree --------------------------------------------------------
+
+
+def test_the_api_gives_the_dashboard_segment_table_figures(client, cs_agent):
+    wave = wave_at(ProgramFactory(), days_ago=1)
+    answer(wave, 10, 9, 9, 8, 7, 6, 0, tier="Gold")
+    answer(wave, 0, 3, 9, tier="Silver")
+    client.force_login(cs_agent)
+
+    table = selectors.segment_table(filters=ReportFilters(program=wave.program_id), by="tier")
+    body = client.get(f"/api/v1/nps/?group_by=tier&program={wave.program_id}").json()
+
+    assert body["groups"] == [g.as_dict() for g in table]
+    gold = body["groups"][0]
+    assert gold["nps"] == 100 / 7  # full precision, not 14.3
+    assert gold["margin_of_error"] == pytest.approx(1.96 * 100 * math.sqrt(34 / 343), abs=1e-12)
+
+
+def test_the_api_matches_a_tier_typed_in_any_case(client, cs_agent):
+    wave = wave_at(ProgramFactory(), days_ago=1)
+    answer(wave, 9, 9, tier="Gold")
+    client.force_login(cs_agent)
+    assert client.get("/api/v1/nps/?tier=gOLd").json()["overall"]["n"] == 2
