@@ -994,7 +994,7 @@ def followup_escalate(
     now = now or timezone.now()
     calendar = calendar or working_sla().calendar
     followup = (
-        FollowUp.objects.select_for_update()
+        FollowUp.objects.select_for_update(of=("self",))
         .select_related("partner", "response", "assignee")
         .get(pk=followup_id)
     )
@@ -1015,7 +1015,8 @@ def followup_escalate(
     event = FollowUpEvent.objects.create(
         followup=followup,
         kind=FollowUpEvent.Kind.ESCALATED,
-        old_value=old_priority,
+        # The timeline shows "old -> new" only when the priority went up.
+        old_value=old_priority if old_priority != followup.priority else "",
         new_value=followup.priority,
         note=_("%(rule)s: due %(due)s.")
         % {"rule": rule.name, "due": timezone.localtime(due).strftime("%Y-%m-%d %H:%M %Z")},
@@ -1072,7 +1073,7 @@ def followup_for_silence(*, invitation_id: int, now: dt.datetime | None = None) 
     try:
         with transaction.atomic():
             invitation = (
-                Invitation.objects.select_for_update()
+                Invitation.objects.select_for_update(of=("self",))
                 .select_related("contact__partner__account_owner", "wave")
                 .get(pk=invitation_id)
             )

@@ -96,7 +96,8 @@ def test_escalation_never_lowers_the_priority():
     sweep(DUE + dt.timedelta(hours=1))
     followup.refresh_from_db()
     assert followup.priority == "urgent"
-    assert followup.events.get(kind=Kind.ESCALATED).new_value == "urgent"
+    event = followup.events.get(kind=Kind.ESCALATED)
+    assert (event.old_value, event.new_value) == ("", "urgent")
 
 
 @pytest.mark.parametrize(
