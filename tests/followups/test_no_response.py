@@ -149,3 +149,14 @@ def test_the_no_response_followup_page_shows_the_silent_contact(client, wave, cs
     assert invitation.contact.email in page.text
     queue = client.get("/?tab=team")
     assert f"Key contact {invitation.contact.name} has not answered" in queue.text
+
+
+def test_the_api_lists_a_no_response_followup_without_a_score(client, wave, cs_agent):
+    invite(wave, owner=cs_agent)
+    sweep(OPENED + dt.timedelta(days=5))
+    client.force_login(cs_agent)
+    response = client.get("/api/v1/followups/")
+    assert response.status_code == 200
+    (row,) = response.json()["results"]
+    assert row["response"] is None
+    assert row.get("score") is None
