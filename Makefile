@@ -51,6 +51,7 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_DEBUG=false NPS_SITE_URL=https://nps.example.com DJANGO_ALLOWED_HOSTS=nps.example.com CACHE_URL=redis://127.0.0.1:6379/0 DJANGO_SECRET_KEY=only-for-check-deploy-0123456789abcdefghijklmnopqrstuvwxyzABCDEF $(BIN)/python manage.py check --deploy --fail-level WARNING
 
 fmt: install-dev
 	$(BIN)/ruff check --fix .
@@ -60,9 +61,9 @@ fmt: install-dev
 test: install-dev services browser lint
 	NPS_VAR_DIR=$(CURDIR)/var/test-pg DATABASE_URL=$(TEST_DATABASE_URL) \
 	  CELERY_BROKER_URL=$(TEST_BROKER_URL) NPS_EXPECT_SERVICES=postgresql,redis \
-	  $(BIN)/pytest --create-db
+	  $(BIN)/pytest --create-db --durations=10
 	NPS_VAR_DIR=$(CURDIR)/var/test-embedded NPS_EXPECT_SERVICES=sqlite,filesystem \
-	  $(BIN)/pytest --create-db
+	  $(BIN)/pytest --create-db --durations=10
 
 clean:
 	rm -rf var staticfiles .pytest_cache .ruff_cache

@@ -12,6 +12,17 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def clear_cache():
+    """Rate-limit counters (partner links, API throttling) live in the cache, which outlives a
+    test in the same process: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def admin_user(db):
     return UserFactory(username="ada", role=roles.ADMIN, is_staff=True, is_superuser=True)
@@ -63,3 +74,31 @@ def pytest_sessionstart(session):
             connection.ensure_connection(max_retries=2)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the broker ends the run
         raise pytest.UsageError(f"The {broker} broker is not reachable: {exc}") from exc
+
+
+def _uses_transactional_db(request) -> bool:
+    if {"transactional_db", "live_server"} & set(request.fixturenames):
+        return True
+    marker = request.node.get_closest_marker("django_db")
+    return bool(marker and marker.kwargs.get("transaction"))
+
+
+@pytest.fixture(autouse=True)
+def _migration_defaults(request):
+    """Transactional tests end by flushing every table, which also removes the rows the data
+    migrations created (tiers, partner types, roles, root causes, themes, the working calendar,
+    escalation rules). Put them back, with the migrations' own functions, before such a test."""
+    if not _uses_transactional_db(request):
+        return
+    import importlib
+
+    from django.apps import apps
+
+    request.getfixturevalue("transactional_db")
+    for module, function in (
+        ("surveys.migrations.0002_defaults", "create_defaults"),
+        ("followups.migrations.0002_root_causes", "create_root_causes"),
+        ("followups.migrations.0004_loop_defaults", "forwards"),
+        ("scoring.migrations.0002_default_themes", "add_themes"),
+    ):
+        getattr(importlib.import_module(module), function)(apps, None)
