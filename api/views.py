@@ -16,6 +16,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.response import Response as ApiResponse
 
+from audit.services import Action, audit_record, query_detail
 from followups import services as followup_services
 from followups.models import Change, FollowUp, FollowUpEvent
 from surveys.models import Contact, Invitation, Partner, Program, Response, Wave
@@ -209,6 +210,30 @@ class ResponseViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = filters.ResponseFilter
     filter_backends = [DjangoFilterBackend]
     pagination_class = ResponseCursorPagination
+
+    # Reading partners' answers is recorded in the audit log (who, which filters or which one).
+    def list(self, request, *args, **kwargs):
+        response = super().list(request, *args, **kwargs)
+        if response.status_code == 200:
+            audit_record(
+                actor=request.user,
+                action=Action.VIEW,
+                target="api.responses",
+                detail=query_detail(request),
+                request=request,
+            )
+        return response
+
+    def retrieve(self, request, *args, **kwargs):
+        response = super().retrieve(request, *args, **kwargs)
+        audit_record(
+            actor=request.user,
+            action=Action.VIEW,
+            target="api.responses",
+            target_id=kwargs.get("pk"),
+            request=request,
+        )
+        return response
 
 
 # --- Follow-ups -----------------------------------------------------------------------------

@@ -22,7 +22,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
+from audit.services import Action, audit_record
 from nps_project import roles
+from nps_project.security import link_rate_limit
 
 from . import selectors, services
 from .forms import (
@@ -186,6 +188,10 @@ def detail(request, pk: int):
     can_edit = services.can_edit_followup(request.user, followup)
     is_manager = roles.is_cs_manager(request.user)
     initial = {"version": followup.version}
+    # Who saw this partner's answer; changes are on the follow-up's own timeline (events).
+    audit_record(
+        actor=request.user, action=Action.VIEW, target="followup", target_id=pk, request=request
+    )
     context = {
         "followup": followup,
         "contact": followup.invitation.contact if followup.invitation_id else None,
@@ -514,6 +520,7 @@ def kpis(request):
 # --- The partner's public page --------------------------------------------------------------
 
 
+@link_rate_limit
 def partner_page(request, token: str):
     """ "You told us, we did": the shipped changes linked to one partner's feedback. Reached by a
     secret link; reads only (a GET changes nothing); an unknown or expired link is a friendly

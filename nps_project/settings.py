@@ -46,10 +46,14 @@ INSTALLED_APPS = [
     "followups",
     "api",
     "webhooks",
+    "audit",
+    "axes",
+    "django_ratelimit",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -58,6 +62,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "nps_project.urls"
@@ -104,7 +110,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    # Staff passwords guard partners' candid opinions: 12 characters at least (NIST 800-63B
+    # asks for 8; a passphrase is easy at 12), plus the common-password list below.
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -208,6 +219,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "followups.tasks.create_no_response_followups",
         "schedule": crontab(minute="*/15"),
     },
+    # Per-program retention: comments and contact details past N months are anonymised.
+    "privacy-retention": {
+        "task": "surveys.tasks.apply_retention",
+        "schedule": crontab(minute=17, hour=3),
+    },
 }
 
 # --- Product defaults -----------------------------------------------------------------------
@@ -280,10 +296,113 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# --- Security -------------------------------------------------------------------------------
+# Production is HTTPS: NPS_HTTPS defaults to on when DEBUG is off and NPS_SITE_URL is https://
+# (the address partners' links use), off for the embedded demo on http://127.0.0.1. On, it
+# turns on secure cookies, HSTS and the HTTPS redirect; each can still be set on its own.
+# `make lint` runs `manage.py check --deploy` with production-like values (see the Makefile).
+NPS_HTTPS = env.bool("NPS_HTTPS", default=not DEBUG and SITE_URL.startswith("https://"))
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=NPS_HTTPS)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=NPS_HTTPS)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# A staff session lasts a working day (8 hours), not the default two weeks.
+SESSION_COOKIE_AGE = env.int("DJANGO_SESSION_COOKIE_AGE", default=8 * 3600)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=NPS_HTTPS)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (nginx, a load balancer).
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=NPS_HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000 if NPS_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Staff pages: no Referer beyond this site. Partner pages send "no-referrer" themselves (the
+# form page "same-origin", for the CSRF reason given in surveys/views.py).
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Request bodies: the survey form is a few kB; the CSV import is a file upload (streamed to
+# disk past FILE_UPLOAD_MAX_MEMORY_SIZE, bounded by the import itself). A larger body or more
+# fields is a 400, before any view runs.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=256 * 1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+
+# Content-Security-Policy (django-csp): nothing from other origins except the https:// logo a
+# program may set, no inline script anywhere, no framing, forms post only here. Staff pages
+# allow inline style attributes (chart swatches, the outbox); partner pages do not
+# (surveys.views.partner_page tightens style-src).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "https:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Login throttling (django-axes): 5 failed logins for one username from one address lock that
+# pair out for an hour (the lockout page is a 429); a success resets the count. Logins without a
+# request (the test client, scripts) are not watched: see nps_project/security.py.
+AUTHENTICATION_BACKENDS = [
+    "nps_project.security.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("NPS_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("NPS_LOGIN_COOLOFF_HOURS", default=1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "nps_project.security.client_ip"
+AXES_VERBOSE = False
+
+# Behind N reverse proxies the client's address is the Nth from the right of X-Forwarded-For;
+# 0 (the default) trusts only REMOTE_ADDR, which a client cannot forge.
+NPS_TRUSTED_PROXY_COUNT = env.int("NPS_TRUSTED_PROXY_COUNT", default=0)
+
+# The cache holds the rate-limit counters (partner links, API throttling) and login lockouts.
+# Production: Redis (Django's own RedisCache backend, shared by every web process) from
+# CACHE_URL or REDIS_URL; without either, a per-process memory cache.
+CACHE_URL = env.str("CACHE_URL", default="") or env.str("REDIS_URL", default="")
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "nps",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Partner links (survey form, score links, unsubscribe, partner page) are rate limited per
+# client address (django-ratelimit): reads and writes counted apart, answered with a friendly
+# 429 page. NPS_RATE_LIMIT_ENABLE=false turns it off (e.g. a load test from one address).
+RATELIMIT_ENABLE = env.bool("NPS_RATE_LIMIT_ENABLE", default=True)
+NPS_LINK_READ_RATE = env.str("NPS_LINK_READ_RATE", default="120/m")
+NPS_LINK_WRITE_RATE = env.str("NPS_LINK_WRITE_RATE", default="30/m")
+SILENCED_SYSTEM_CHECKS = [
+    # django-ratelimit knows django-redis, not Django's own RedisCache, whose incr is Redis's
+    # atomic INCR; and the memory cache is per process, which the demo and tests accept.
+    "django_ratelimit.W001",
+    *([] if CACHE_URL else ["django_ratelimit.E003"]),
+]
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Survey and partner-page links carry their secret in the path: every record that reaches
+    # the console (Django's "Not Found: /s/<token>/", runserver's request lines) is redacted.
+    "filters": {"redact_tokens": {"()": "nps_project.redaction.RedactTokensFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -16,6 +16,7 @@ from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from audit.services import Action, audit_record, query_detail
 from nps_project import roles
 from surveys.models import Partner, Wave
 
@@ -266,6 +267,9 @@ def partner_detail(request, pk: int):
     except Partner.DoesNotExist:
         raise Http404("No such partner.") from None
     summaries = selectors.partner_wave_summaries(partner)
+    audit_record(
+        actor=request.user, action=Action.VIEW, target="partner", target_id=pk, request=request
+    )
     return render(
         request,
         "scoring/partner_detail.html",
@@ -311,6 +315,13 @@ def comment_list(request):
     # same rule as the SQL counts (Theme.matches).
     rows = [(r, [t for t in themes if t.matches(r.comment)]) for r in page.object_list]
     counts, totals = selectors.theme_counts(filters=filters, themes=themes)
+    audit_record(
+        actor=request.user,
+        action=Action.VIEW,
+        target="comments",
+        detail=query_detail(request),
+        request=request,
+    )
     context.update(
         page=page,
         rows=rows,
@@ -352,6 +363,13 @@ def export_responses(request):
         return error
     header = [name for name, _lookup in selectors.RESPONSE_EXPORT_COLUMNS]
     rows = selectors.response_export_rows(filters=filters)
+    audit_record(
+        actor=request.user,
+        action=Action.EXPORT,
+        target="responses.csv",
+        detail=query_detail(request),
+        request=request,
+    )
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     return _csv_response(exports.csv_lines(header, rows), f"nps-responses-{stamp}.csv")
 
@@ -365,6 +383,13 @@ def export_segments(request):
         return error
     by = _segment_by(request.GET.get("by"))
     groups = selectors.segment_table(filters=filters, by=by)
+    audit_record(
+        actor=request.user,
+        action=Action.EXPORT,
+        target="segments.csv",
+        detail=query_detail(request),
+        request=request,
+    )
     header = [
         by,
         "n",

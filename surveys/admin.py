@@ -24,7 +24,7 @@ from django.utils.html import format_html, format_html_join
 
 from nps_project import roles
 
-from . import services
+from . import privacy_admin, services
 from .importing import HEADER, ISO_639_1, partners_import
 from .models import Contact, Invitation, Partner, PartnerType, Program, Response, Tier, Wave
 from .schedule import Cadence
@@ -275,7 +275,12 @@ class ContactAdmin(AdminRoleMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    actions = ("resubscribe", "clear_delivery_block")
+    actions = (
+        "resubscribe",
+        "clear_delivery_block",
+        privacy_admin.export_personal_data,
+        privacy_admin.erase_personal_data,
+    )
 
     def has_resubscribe_permission(self, request):
         return roles.is_admin(request.user)

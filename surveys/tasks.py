@@ -59,3 +59,17 @@ def send_reminders(invitation_ids: list[int]) -> int:
 def reconcile_surveys() -> int:
     """Beat, every five minutes: put invitations stuck in flight back in the queue."""
     return services.invitations_enqueue_due()
+
+
+@shared_task
+def apply_retention() -> dict:
+    """Beat, daily: anonymise comments and contact details past their program's retention
+    (``surveys.privacy.retention_apply``), recorded in the audit log as the system's doing."""
+    from audit.services import Action, audit_record
+
+    from .privacy import retention_apply
+
+    report = retention_apply().as_dict()
+    if any(report.values()):
+        audit_record(actor=None, action=Action.ANONYMISE, target="retention", detail=report)
+    return report

@@ -18,6 +18,7 @@ import functools
 import zoneinfo
 from urllib.parse import urlencode
 
+from csp.decorators import csp_replace
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
@@ -27,6 +28,8 @@ from django.utils import timezone, translation
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
+
+from nps_project.security import link_rate_limit
 
 from . import branding, services
 from .forms import BAND_PROMPTS, SCORES, ResponseForm, band_of, parse_score, why_prompt
@@ -40,10 +43,17 @@ OPEN, NOT_OPEN_YET, CLOSED = "open", "not-open-yet", "closed"
 FORM_REFERRER_POLICY = "same-origin"
 
 
+# Partner pages have no inline style at all: their Content-Security-Policy says so.
+PARTNER_CSP = {"style-src": ["'self'"]}
+
+
 def partner_page(view):
     """Headers of every partner page: never cached (the page holds the link's answer), never
-    indexed, and no ``Referer`` carrying the token to anyone."""
+    indexed, and no ``Referer`` carrying the token to anyone; a stricter CSP than staff pages;
+    and a rate limit per client address (``nps_project.security.link_rate_limit``)."""
 
+    @link_rate_limit
+    @csp_replace(PARTNER_CSP)
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
         response = view(request, *args, **kwargs)

@@ -95,8 +95,9 @@ def test_responses_are_cursor_paginated_newest_first(api, cs_agent, django_asser
     for hours in range(5):
         ResponseFactory(submitted_at=now - dt.timedelta(hours=hours), score=hours * 2)
     client = api(cs_agent)
-    # groups, the page with partner and owner joined and the follow-up id (no count query).
-    with django_assert_num_queries(2):
+    # groups, the page with partner and owner joined and the follow-up id (no count query),
+    # the audit log's INSERT.
+    with django_assert_num_queries(3):
         page = client.get("/api/v1/responses/?page_size=2").json()
     assert [r["score"] for r in page["results"]] == [0, 2]
     assert "count" not in page

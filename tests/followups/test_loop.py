@@ -397,8 +397,8 @@ def test_a_followup_made_by_a_rule_shows_it_in_the_same_query_budget(
     FollowUp.objects.filter(pk=followup.pk).update(assignee=cs_agent)
     ChangeFactory()
     client.force_login(cs_agent)
-    # The same eleven as the follow-up page without a rule (see test_views): the rule is joined.
-    with django_assert_num_queries(11):
+    # The same twelve as the follow-up page without a rule (see test_views): the rule is joined.
+    with django_assert_num_queries(12):
         page = client.get(reverse("followups:detail", args=[followup.pk]))
     assert "rule “All detractors”" in page.text
 

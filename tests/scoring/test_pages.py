@@ -198,8 +198,8 @@ def test_the_partner_page_query_count_does_not_grow_with_history(
     client.force_login(cs_agent)
     # session, user, groups, the partner (tier, type, owner joined), NPS per wave (one
     # aggregate), responses with contact, wave, program, follow-up, assignee and root cause
-    # joined, and the changes of those follow-ups (one prefetch).
-    with django_assert_num_queries(7):
+    # joined, and the changes of those follow-ups (one prefetch); the audit log's INSERT.
+    with django_assert_num_queries(8):
         response = client.get(reverse("scoring:partner-detail", args=[partner.pk]))
     assert len(response.context["summaries"]) == waves
 
@@ -238,8 +238,8 @@ def test_the_comments_list_is_paginated_with_a_fixed_query_count(
     answer(wave, *[3] * 55, comment="Slow support")
     client.force_login(cs_agent)
     # session, user, groups, themes, waves (for the filter), four filter choice lists, the
-    # page count, the page of comments, the theme counts (one aggregate).
-    with django_assert_num_queries(12):
+    # page count, the page of comments, the theme counts (one aggregate), the audit INSERT.
+    with django_assert_num_queries(13):
         first = client.get(COMMENTS, {"category": "detractor"})
     assert len(first.context["rows"]) == 50
     second = client.get(COMMENTS, {"category": "detractor", "page": 2})
