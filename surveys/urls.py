@@ -14,4 +14,5 @@ urlpatterns = [
     path("<str:token>/", views.respond, name="respond"),
     path("<str:token>/thanks/", views.thanks, name="thanks"),
     path("<str:token>/unsubscribe/", views.unsubscribe, name="unsubscribe"),
+    path("<str:token>/updates/", views.updates, name="updates"),
 ]

@@ -271,20 +271,32 @@ def respond(request, token: str):
     return response
 
 
-def partner_updates_url(invitation: Invitation) -> str | None:
-    """HOOK: the partner's "you told us, we did" page, when it has earlier feedback acted on.
+def partner_updates_url(invitation: Invitation, token: str) -> str | None:
+    """The partner's "you told us, we did" page, reached with the survey link's own token, when
+    changes have shipped in answer to the partner's earlier feedback; else None (no link)."""
+    from followups.selectors import partner_shipped_changes
 
-    The page is built in ``followups``; until it exposes a function for its address this returns
-    None and the thank-you page shows no link.
-    """
-    try:
-        from followups import selectors as followup_selectors
-    except ImportError:  # pragma: no cover - followups is always installed
+    if not partner_shipped_changes(invitation.contact.partner).exists():
         return None
-    finder = getattr(followup_selectors, "partner_updates_url", None)
-    if finder is None:
-        return None
-    return finder(invitation=invitation)
+    return reverse("surveys:updates", args=[token])
+
+
+@require_http_methods(["GET", "HEAD"])
+@partner_page
+def updates(request, token: str):
+    """ "You told us, we did" for the partner of a survey link: the shipped changes linked to its
+    feedback. Reads only; valid for as long as the link is."""
+    from followups.selectors import partner_shipped_changes
+
+    invitation = services.invitation_for_token(token)
+    if invitation is None:
+        return _invalid_link(request)
+    partner = invitation.contact.partner
+    return render(
+        request,
+        "followups/public_changes.html",
+        {"partner": partner, "changes": partner_shipped_changes(partner)},
+    )
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -308,7 +320,7 @@ def thanks(request, token: str):
             "is_detractor": response.category == Response.Category.DETRACTOR,
             "can_change": _wave_state(invitation.wave) == OPEN,
             "followup_days": settings.NPS_FOLLOWUP_SLA_BUSINESS_DAYS,
-            "updates_url": partner_updates_url(invitation),
+            "updates_url": partner_updates_url(invitation, token),
         },
         invitation=invitation,
     )

@@ -18,9 +18,11 @@ from surveys.models import Contact, Invitation, InvitationToken, Response, Wave
 from surveys.services import response_submit, token_issue
 from tests.factories import (
     ContactFactory,
+    FollowUpFactory,
     InvitationFactory,
     PartnerFactory,
     ProgramFactory,
+    ResponseFactory,
     UserFactory,
     WaveFactory,
 )
@@ -642,18 +644,41 @@ def test_the_thank_you_page_says_what_happens_next(client, token, score, wants_c
     assert next_step in html
 
 
-def test_the_thank_you_page_links_the_partners_updates_when_there_are_some(
-    client, token, monkeypatch
+def test_the_thank_you_page_links_the_partners_updates_once_a_change_shipped(
+    client, invitation, token, cs_agent
 ):
-    from surveys import views
+    from followups.services import change_create, change_ship
 
-    monkeypatch.setattr(views, "partner_updates_url", lambda invitation: "/p/example-page/")
     html = client.post(respond_url(token), {"score": "8"}, follow=True).content.decode()
-    assert '<a href="/p/example-page/">See what we changed after earlier feedback</a>' in html
+    assert "See what we changed" not in html  # nothing has shipped for this partner yet
 
-    monkeypatch.setattr(views, "partner_updates_url", lambda invitation: None)
+    earlier = ResponseFactory(
+        invitation__contact__partner=invitation.contact.partner,
+        invitation__wave__opens_at=timezone.now() - dt.timedelta(days=120),
+        score=3,
+    )
+    followup = FollowUpFactory(response=earlier, assignee=cs_agent)
+    change = change_create(
+        title="Partner support answers within four business hours",
+        description="Every partner ticket gets a first answer within four business hours.",
+        category="support",
+        by=cs_agent,
+        followup_ids=[followup.pk],
+    )
+    change_ship(change_id=change.pk, by=cs_agent)
+
     html = client.get(thanks_url(token)).content.decode()
-    assert "See what we changed" not in html
+    updates = reverse("surveys:updates", args=[token])
+    assert f'<a href="{updates}">See what we changed after earlier feedback</a>' in html
+    page = client.get(updates)
+    assert page.status_code == 200
+    assert "Partner support answers within four business hours" in page.content.decode()
+    assert page["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_updates_page_of_an_unknown_link_is_a_human_404(client, db):
+    page = client.get(reverse("surveys:updates", args=["x" * 32]))
+    assert page.status_code == 404
 
 
 # --- Branding --------------------------------------------------------------------------------
