@@ -4,17 +4,24 @@ message (the exception handler gives it the API's error shape)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import django_filters as filters
 from django import forms
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
 
 from followups.models import Change, FollowUp, FollowUpEvent
 from surveys.models import Contact, Invitation, Partner, Response, Wave
 from webhooks.models import Delivery, Subscription
 
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+ISO_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 MAX_ID = 2**63 - 1  # the largest BigAutoField value: larger numbers overflow the database driver
 
 
@@ -30,35 +37,93 @@ class IdFilter(filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+class StrictBooleanField(forms.Field):
+    """``true`` or ``false`` and nothing else (Django's NullBooleanField would quietly read
+    ``yes``, ``2`` or ``abc`` as "no filter")."""
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if value in ("true", "false"):
+            return value == "true"
+        raise forms.ValidationError(_("Use true or false."), code="invalid")
+
+
+class BooleanFilter(filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
+class StrictDateField(forms.DateField):
+    """A date as ``YYYY-MM-DD`` only (the schema's ``format: date``)."""
+
+    def to_python(self, value):
+        if value not in (None, "") and not ISO_DATE.fullmatch(str(value)):
+            raise forms.ValidationError(_("Give a date as YYYY-MM-DD."), code="invalid")
+        return super().to_python(value)
+
+
+class DateFilter(filters.DateFilter):
+    field_class = StrictDateField
+
+
+class StrictDateTimeField(IsoDateTimeField):
+    """A date and time with its offset, as RFC 3339 (the schema's ``format: date-time``)."""
+
+    def to_python(self, value):
+        if value not in (None, "") and not ISO_DATETIME.fullmatch(str(value)):
+            raise forms.ValidationError(
+                _("Give a date and time with its offset, e.g. 2025-03-01T12:00:00Z."),
+                code="invalid",
+            )
+        return super().to_python(value)
+
+
+class IsoDateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = StrictDateTimeField
+
+
+class FilterSet(filters.FilterSet):
+    """A parameter given with no value (``?status=``) is 400, not "no filter": the schema says
+    what each one takes, and an empty value is none of those."""
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        for name in self.filters:
+            if name in self.data and "" in self.data.getlist(name):
+                self.form.add_error(name, _("Give a value, or leave the parameter out."))
+                valid = False
+        return valid
+
+
 def _day_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
 
 
-class PartnerFilter(filters.FilterSet):
+class PartnerFilter(FilterSet):
     name = filters.CharFilter(lookup_expr="icontains", help_text="Part of the name.")
     tier = filters.CharFilter(field_name="tier__name", lookup_expr="iexact")
     partner_type = filters.CharFilter(field_name="partner_type__name", lookup_expr="iexact")
     region = filters.CharFilter(lookup_expr="iexact")
     account_owner = IdFilter(field_name="account_owner_id")
-    is_active = filters.BooleanFilter()
+    is_active = BooleanFilter()
 
     class Meta:
         model = Partner
         fields = ["name", "tier", "partner_type", "region", "account_owner", "is_active"]
 
 
-class ContactFilter(filters.FilterSet):
+class ContactFilter(FilterSet):
     partner = IdFilter(field_name="partner_id")
     email = filters.CharFilter(lookup_expr="iexact")
-    is_active = filters.BooleanFilter()
-    opted_out = filters.BooleanFilter(field_name="opted_out_at", lookup_expr="isnull", exclude=True)
+    is_active = BooleanFilter()
+    opted_out = BooleanFilter(field_name="opted_out_at", lookup_expr="isnull", exclude=True)
 
     class Meta:
         model = Contact
         fields = ["partner", "email", "is_active", "opted_out"]
 
 
-class WaveFilter(filters.FilterSet):
+class WaveFilter(FilterSet):
     program = IdFilter(field_name="program_id")
     status = filters.ChoiceFilter(choices=Wave.Status.choices)
 
@@ -67,7 +132,7 @@ class WaveFilter(filters.FilterSet):
         fields = ["program", "status"]
 
 
-class InvitationFilter(filters.FilterSet):
+class InvitationFilter(FilterSet):
     wave = IdFilter(field_name="wave_id")
     contact = IdFilter(field_name="contact_id")
     status = filters.ChoiceFilter(choices=Invitation.Status.choices)
@@ -77,7 +142,7 @@ class InvitationFilter(filters.FilterSet):
         fields = ["wave", "contact", "status"]
 
 
-class ResponseFilter(filters.FilterSet):
+class ResponseFilter(FilterSet):
     program = IdFilter(field_name="program_id")
     wave = IdFilter(field_name="wave_id")
     partner = IdFilter(field_name="partner_id")
@@ -86,10 +151,10 @@ class ResponseFilter(filters.FilterSet):
     region = filters.CharFilter(lookup_expr="iexact")
     partner_type = filters.CharFilter(lookup_expr="iexact")
     account_owner = IdFilter(field_name="account_owner_id")
-    submitted_after = filters.DateFilter(
+    submitted_after = DateFilter(
         method="filter_after", help_text="First day included (UTC), e.g. 2025-01-01."
     )
-    submitted_before = filters.DateFilter(method="filter_before", help_text="Last day included.")
+    submitted_before = DateFilter(method="filter_before", help_text="Last day included.")
 
     class Meta:
         model = Response
@@ -113,15 +178,13 @@ class ResponseFilter(filters.FilterSet):
         return queryset.filter(submitted_at__lt=_day_start(value + dt.timedelta(days=1)))
 
 
-class FollowUpFilter(filters.FilterSet):
+class FollowUpFilter(FilterSet):
     status = filters.MultipleChoiceFilter(choices=FollowUp.Status.choices)
     priority = filters.ChoiceFilter(choices=FollowUp.Priority.choices)
     assignee = IdFilter(field_name="assignee_id")
-    unassigned = filters.BooleanFilter(field_name="assignee", lookup_expr="isnull")
+    unassigned = BooleanFilter(field_name="assignee", lookup_expr="isnull")
     partner = IdFilter(field_name="partner_id")
-    overdue = filters.BooleanFilter(
-        method="filter_overdue", help_text="Open, uncontacted, past due."
-    )
+    overdue = BooleanFilter(method="filter_overdue", help_text="Open, uncontacted, past due.")
 
     class Meta:
         model = FollowUp
@@ -136,17 +199,17 @@ class FollowUpFilter(filters.FilterSet):
         return queryset.filter(overdue) if value else queryset.exclude(overdue)
 
 
-class FollowUpEventFilter(filters.FilterSet):
+class FollowUpEventFilter(FilterSet):
     followup = IdFilter(field_name="followup_id")
     kind = filters.ChoiceFilter(choices=FollowUpEvent.Kind.choices)
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
     class Meta:
         model = FollowUpEvent
         fields = ["followup", "kind", "created_after"]
 
 
-class ChangeFilter(filters.FilterSet):
+class ChangeFilter(FilterSet):
     status = filters.ChoiceFilter(choices=Change.Status.choices)
     category = filters.ChoiceFilter(choices=Change.Category.choices)
     followup = IdFilter(field_name="followups")
@@ -156,8 +219,8 @@ class ChangeFilter(filters.FilterSet):
         fields = ["status", "category", "followup"]
 
 
-class SubscriptionFilter(filters.FilterSet):
-    is_active = filters.BooleanFilter()
+class SubscriptionFilter(FilterSet):
+    is_active = BooleanFilter()
     format = filters.ChoiceFilter(choices=Subscription.Format.choices)
 
     class Meta:
@@ -165,7 +228,7 @@ class SubscriptionFilter(filters.FilterSet):
         fields = ["is_active", "format"]
 
 
-class DeliveryFilter(filters.FilterSet):
+class DeliveryFilter(FilterSet):
     subscription = IdFilter(field_name="subscription_id")
     status = filters.ChoiceFilter(choices=Delivery.Status.choices)
     event = filters.ChoiceFilter(choices=Subscription.Event.choices)

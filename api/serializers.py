@@ -3,6 +3,8 @@ hashes, webhook secrets (except once, when created) or API keys (except once, wh
 
 from __future__ import annotations
 
+import re
+
 from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
@@ -12,26 +14,18 @@ from rest_framework import serializers
 from followups.models import Change, FollowUp, FollowUpEvent, RootCause
 from nps_project import roles
 from surveys.models import Contact, Invitation, Partner, PartnerType, Program, Response, Tier, Wave
+from surveys.services import LANGUAGE_CODES
 from webhooks.models import Delivery, Subscription
 
+from . import fields as strict
+from .filters import ISO_DATE, MAX_ID
+
 User = get_user_model()
-
-# ISO 639-1: the two-letter language codes a contact may have (case-insensitive).
-ISO_639_1 = set(
-    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv "
-    "cy da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr "
-    "ht hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw "
-    "ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv "
-    "ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr "
-    "ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi "
-    "yo za zh zu".split()
-)
-
 
 # --- Shared fields ------------------------------------------------------------------------------
 
 
-class UserSummarySerializer(serializers.ModelSerializer):
+class UserSummarySerializer(strict.StrictModelSerializer):
     class Meta:
         model = User
         fields = ["id", "username", "email"]
@@ -64,7 +58,7 @@ class NameField(serializers.RelatedField):
         return value.name
 
 
-class StaffEmailField(serializers.EmailField):
+class StaffEmailField(strict.EmailField):
     """A customer-success user named by email (case-insensitive)."""
 
     default_error_messages = {
@@ -81,7 +75,7 @@ class StaffEmailField(serializers.EmailField):
         return user
 
 
-class StaffUserField(serializers.PrimaryKeyRelatedField):
+class StaffUserField(strict.PrimaryKeyRelatedField):
     """A user by id; the services decide whether that user may take the work."""
 
     def __init__(self, **kwargs):
@@ -92,7 +86,7 @@ class StaffUserField(serializers.PrimaryKeyRelatedField):
 # --- Partners and contacts ----------------------------------------------------------------------
 
 
-class PartnerSerializer(serializers.ModelSerializer):
+class PartnerSerializer(strict.StrictModelSerializer):
     tier = NameField("tier", queryset=Tier.objects.all())
     partner_type = NameField("partner type", queryset=PartnerType.objects.all())
     account_owner = UserSummarySerializer(read_only=True, allow_null=True)
@@ -129,9 +123,9 @@ class PartnerSerializer(serializers.ModelSerializer):
         return value.strip()
 
 
-class ContactSerializer(serializers.ModelSerializer):
-    partner = serializers.PrimaryKeyRelatedField(queryset=Partner.objects.all())
-    language = serializers.CharField(max_length=8, required=False, default="en")
+class ContactSerializer(strict.StrictModelSerializer):
+    partner = strict.PrimaryKeyRelatedField(queryset=Partner.objects.all())
+    language = strict.CharField(max_length=8, required=False, default="en")
 
     class Meta:
         model = Contact
@@ -142,12 +136,21 @@ class ContactSerializer(serializers.ModelSerializer):
             "email",
             "language",
             "is_active",
+            "is_key",
             "opted_out_at",
             "bounced_at",
+            "complained_at",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "opted_out_at", "bounced_at", "created_at", "updated_at"]
+        read_only_fields = [
+            "id",
+            "opted_out_at",
+            "bounced_at",
+            "complained_at",
+            "created_at",
+            "updated_at",
+        ]
 
     def validate_name(self, value):
         value = value.strip()
@@ -160,7 +163,7 @@ class ContactSerializer(serializers.ModelSerializer):
 
     def validate_language(self, value):
         code = (value or "").strip().lower()
-        if code not in ISO_639_1:
+        if code not in LANGUAGE_CODES:
             raise serializers.ValidationError(
                 _("“%(code)s” is not an ISO 639-1 language code (e.g. en, de, fr).")
                 % {"code": value}
@@ -171,10 +174,10 @@ class ContactSerializer(serializers.ModelSerializer):
 class ContactUpsertRowSerializer(ContactSerializer):
     """One row of a bulk upsert: the email is the key, so it is not checked for uniqueness."""
 
-    email = serializers.EmailField(max_length=254)
+    email = strict.EmailField(max_length=254)
 
     class Meta(ContactSerializer.Meta):
-        fields = ["partner", "name", "email", "language", "is_active"]
+        fields = ["partner", "name", "email", "language", "is_active", "is_key"]
         read_only_fields = []
 
 
@@ -196,24 +199,24 @@ class ContactBulkUpsertSerializer(serializers.Serializer):
 
 
 class BulkUpsertResultSerializer(serializers.Serializer):
-    created = serializers.IntegerField()
-    updated = serializers.IntegerField()
-    unchanged = serializers.IntegerField()
+    created = strict.IntegerField()
+    updated = strict.IntegerField()
+    unchanged = strict.IntegerField()
 
 
 # --- Programs, waves, invitations, responses -------------------------------------------------
 
 
-class ProgramSerializer(serializers.ModelSerializer):
+class ProgramSerializer(strict.StrictModelSerializer):
     tiers = NameField("tier", queryset=Tier.objects.all(), many=True, required=False)
     partner_types = NameField(
         "partner type", queryset=PartnerType.objects.all(), many=True, required=False
     )
     regions = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, max_length=100
+        child=strict.CharField(max_length=100), required=False, max_length=100
     )
     reminder_days = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=365), required=False, max_length=20
+        child=strict.IntegerField(min_value=1, max_value=365), required=False, max_length=20
     )
 
     class Meta:
@@ -226,6 +229,10 @@ class ProgramSerializer(serializers.ModelSerializer):
             "subject",
             "question",
             "why_prompt",
+            "intro",
+            "extra_questions",
+            "logo_url",
+            "brand_colour",
             "tiers",
             "partner_types",
             "regions",
@@ -239,6 +246,9 @@ class ProgramSerializer(serializers.ModelSerializer):
             "reminder_days",
             "max_reminders",
             "throttle_days",
+            "send_rate_per_minute",
+            "no_response_followup_days",
+            "retention_months",
             "created_at",
             "updated_at",
         ]
@@ -250,12 +260,15 @@ class ProgramSerializer(serializers.ModelSerializer):
             "response_window_days": {"min_value": 1, "max_value": 365},
             "max_reminders": {"max_value": 20},
             "throttle_days": {"max_value": 3650},
+            "send_rate_per_minute": {"max_value": 100000},
+            "no_response_followup_days": {"min_value": 1, "max_value": 365},
+            "retention_months": {"min_value": 1, "max_value": 1200},
         }
 
 
-class WaveSerializer(serializers.ModelSerializer):
-    invitations = serializers.IntegerField(read_only=True, source="invitation_count")
-    responses = serializers.IntegerField(read_only=True, source="response_count")
+class WaveSerializer(strict.StrictModelSerializer):
+    invitations = strict.IntegerField(read_only=True, source="invitation_count")
+    responses = strict.IntegerField(read_only=True, source="response_count")
 
     class Meta:
         model = Wave
@@ -273,10 +286,10 @@ class WaveSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InvitationSerializer(serializers.ModelSerializer):
+class InvitationSerializer(strict.StrictModelSerializer):
     """No token and no token hash: a survey link is the partner's only credential."""
 
-    has_response = serializers.BooleanField(read_only=True)
+    has_response = strict.BooleanField(read_only=True)
 
     class Meta:
         model = Invitation
@@ -296,14 +309,14 @@ class InvitationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PartnerSummarySerializer(serializers.ModelSerializer):
+class PartnerSummarySerializer(strict.StrictModelSerializer):
     class Meta:
         model = Partner
         fields = ["id", "name"]
         read_only_fields = fields
 
 
-class ResponseSerializer(serializers.ModelSerializer):
+class ResponseSerializer(strict.StrictModelSerializer):
     partner = PartnerSummarySerializer(read_only=True)
     account_owner = UserSummarySerializer(read_only=True, allow_null=True)
     followup = serializers.SerializerMethodField()
@@ -338,11 +351,16 @@ class ResponseSerializer(serializers.ModelSerializer):
 # --- Follow-ups and changes -----------------------------------------------------------------
 
 
-class FollowUpSerializer(serializers.ModelSerializer):
+class FollowUpSerializer(strict.StrictModelSerializer):
     partner = PartnerSummarySerializer(read_only=True)
     assignee = UserSummarySerializer(read_only=True, allow_null=True)
-    score = serializers.IntegerField(source="response.score", read_only=True)
-    comment = serializers.CharField(source="response.comment", read_only=True)
+    score = strict.IntegerField(
+        source="response.score",
+        read_only=True,
+        allow_null=True,
+        help_text="Null for a “no response” follow-up (a key contact who did not answer).",
+    )
+    comment = strict.CharField(source="response.comment", read_only=True, allow_null=True)
     root_cause = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     is_overdue = serializers.SerializerMethodField()
 
@@ -350,7 +368,9 @@ class FollowUpSerializer(serializers.ModelSerializer):
         model = FollowUp
         fields = [
             "id",
+            "kind",
             "response",
+            "invitation",
             "partner",
             "score",
             "comment",
@@ -358,6 +378,7 @@ class FollowUpSerializer(serializers.ModelSerializer):
             "status",
             "priority",
             "due_at",
+            "resolution_due_at",
             "is_overdue",
             "first_contacted_at",
             "root_cause",
@@ -376,7 +397,7 @@ class FollowUpSerializer(serializers.ModelSerializer):
 
 
 class VersionMixin(serializers.Serializer):
-    version = serializers.IntegerField(
+    version = strict.IntegerField(
         required=False,
         min_value=1,
         help_text="The follow-up's version as you read it; a stale version is refused with 409.",
@@ -388,21 +409,17 @@ class FollowUpAssignSerializer(VersionMixin):
 
 
 class FollowUpTransitionSerializer(VersionMixin):
-    to = serializers.ChoiceField(choices=FollowUp.Status.choices)
-    note = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
-    root_cause = serializers.PrimaryKeyRelatedField(
+    to = strict.ChoiceField(choices=FollowUp.Status.choices)
+    note = strict.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    root_cause = strict.PrimaryKeyRelatedField(
         queryset=RootCause.objects.filter(is_active=True), required=False, allow_null=True
     )
-    action_taken = serializers.CharField(
-        required=False, allow_blank=True, max_length=5000, default=""
-    )
-    closed_reason = serializers.CharField(
-        required=False, allow_blank=True, max_length=5000, default=""
-    )
+    action_taken = strict.CharField(required=False, allow_blank=True, max_length=5000, default="")
+    closed_reason = strict.CharField(required=False, allow_blank=True, max_length=5000, default="")
 
 
 class FollowUpNoteSerializer(VersionMixin):
-    kind = serializers.ChoiceField(
+    kind = strict.ChoiceField(
         choices=[
             (FollowUpEvent.Kind.NOTE, "Note"),
             (FollowUpEvent.Kind.CALL, "Call logged"),
@@ -410,10 +427,24 @@ class FollowUpNoteSerializer(VersionMixin):
         ],
         default=FollowUpEvent.Kind.NOTE,
     )
-    note = serializers.CharField(max_length=5000)
+    note = strict.CharField(max_length=5000)
 
 
-class FollowUpEventSerializer(serializers.ModelSerializer):
+class FollowUpBulkAssignSerializer(serializers.Serializer):
+    followup_ids = serializers.ListField(
+        child=strict.IntegerField(min_value=1, max_value=2**63 - 1),
+        allow_empty=False,
+        max_length=1000,
+        help_text="The follow-ups to give to `assignee`; an unknown one refuses them all.",
+    )
+    assignee = StaffUserField(allow_null=True, help_text="A user id; null unassigns them.")
+
+
+class BulkAssignResultSerializer(serializers.Serializer):
+    changed = strict.IntegerField(help_text="How many follow-ups changed hands.")
+
+
+class FollowUpEventSerializer(strict.StrictModelSerializer):
     actor = UserSummarySerializer(read_only=True, allow_null=True)
 
     class Meta:
@@ -422,10 +453,10 @@ class FollowUpEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ChangeSerializer(serializers.ModelSerializer):
+class ChangeSerializer(strict.StrictModelSerializer):
     owner = UserSummarySerializer(read_only=True, allow_null=True)
     created_by = UserSummarySerializer(read_only=True, allow_null=True)
-    followups = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    followups = strict.PrimaryKeyRelatedField(many=True, read_only=True)
 
     class Meta:
         model = Change
@@ -446,55 +477,76 @@ class ChangeSerializer(serializers.ModelSerializer):
 
 
 class ChangeCreateSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=200)
-    description = serializers.CharField(max_length=10000)
-    category = serializers.ChoiceField(choices=Change.Category.choices)
+    title = strict.CharField(max_length=200)
+    description = strict.CharField(max_length=10000)
+    category = strict.ChoiceField(choices=Change.Category.choices)
     owner = StaffUserField(required=False, allow_null=True)
     followup_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, max_length=1000, default=list
+        child=strict.IntegerField(min_value=1), required=False, max_length=1000, default=list
     )
 
 
 class ChangeUpdateSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=200, required=False)
-    description = serializers.CharField(max_length=10000, required=False)
-    category = serializers.ChoiceField(choices=Change.Category.choices, required=False)
+    title = strict.CharField(max_length=200, required=False)
+    description = strict.CharField(max_length=10000, required=False)
+    category = strict.ChoiceField(choices=Change.Category.choices, required=False)
     owner = StaffUserField(required=False, allow_null=True)
-    status = serializers.ChoiceField(choices=Change.Status.choices, required=False)
+    status = strict.ChoiceField(choices=Change.Status.choices, required=False)
 
 
 class ChangeLinkSerializer(serializers.Serializer):
     followup_ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=1000
+        child=strict.IntegerField(min_value=1), allow_empty=False, max_length=1000
     )
 
 
 class LinkResultSerializer(serializers.Serializer):
-    linked = serializers.IntegerField(help_text="How many follow-ups were newly linked.")
+    linked = strict.IntegerField(help_text="How many follow-ups were newly linked.")
     change = ChangeSerializer()
 
 
 class NotifyResultSerializer(serializers.Serializer):
-    queued = serializers.IntegerField(help_text="Partner emails queued now.")
+    queued = strict.IntegerField(help_text="Partner emails queued now.")
 
 
 # --- NPS ------------------------------------------------------------------------------------
 
 
+class QueryIdField(serializers.IntegerField):
+    """An id in a query string: digits only (DRF alone reads ``1.0`` as 1)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not re.fullmatch(r"[0-9]{1,19}", data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class QueryDateField(serializers.DateField):
+    """A date as ``YYYY-MM-DD`` only (DRF alone also reads ``20250101``)."""
+
+    def to_internal_value(self, value):
+        if not isinstance(value, str) or not ISO_DATE.fullmatch(value):
+            self.fail("invalid", format="YYYY-MM-DD")
+        return super().to_internal_value(value)
+
+
 class NpsQuerySerializer(serializers.Serializer):
     GROUPS = ["wave", "tier", "region", "partner_type", "account_owner"]
 
-    program = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    wave = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    submitted_after = serializers.DateField(
+    program = QueryIdField(required=False)
+    wave = QueryIdField(required=False)
+    submitted_after = QueryDateField(
         required=False, help_text="First day included (UTC), e.g. 2025-01-01."
     )
-    submitted_before = serializers.DateField(required=False, help_text="Last day included (UTC).")
-    tier = serializers.CharField(required=False, max_length=60)
-    region = serializers.CharField(required=False, max_length=100)
-    partner_type = serializers.CharField(required=False, max_length=60)
-    account_owner = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    group_by = serializers.ChoiceField(choices=GROUPS, required=False)
+    submitted_before = QueryDateField(required=False, help_text="Last day included (UTC).")
+    tier = strict.CharField(required=False, max_length=60)
+    region = strict.CharField(required=False, max_length=100)
+    partner_type = strict.CharField(required=False, max_length=60)
+    account_owner = QueryIdField(required=False)
+    group_by = strict.ChoiceField(choices=GROUPS, required=False)
 
     def validate(self, attrs):
         after, before = attrs.get("submitted_after"), attrs.get("submitted_before")
@@ -506,10 +558,10 @@ class NpsQuerySerializer(serializers.Serializer):
 
 
 class NpsFiguresSerializer(serializers.Serializer):
-    n = serializers.IntegerField()
-    promoters = serializers.IntegerField()
-    passives = serializers.IntegerField()
-    detractors = serializers.IntegerField()
+    n = strict.IntegerField()
+    promoters = strict.IntegerField()
+    passives = strict.IntegerField()
+    detractors = strict.IntegerField()
     nps = serializers.FloatField(allow_null=True, help_text="-100 to 100; null with no responses.")
     standard_error = serializers.FloatField(allow_null=True)
     margin_of_error = serializers.FloatField(
@@ -518,16 +570,16 @@ class NpsFiguresSerializer(serializers.Serializer):
 
 
 class NpsGroupSerializer(NpsFiguresSerializer):
-    key = serializers.CharField(
+    key = strict.CharField(
         allow_null=True,
         help_text="The wave or account owner id (as text), or the segment value; null for "
         "responses without one.",
     )
-    label = serializers.CharField()
+    label = strict.CharField()
 
 
 class NpsReportSerializer(serializers.Serializer):
-    group_by = serializers.CharField(allow_null=True)
+    group_by = strict.CharField(allow_null=True)
     overall = NpsFiguresSerializer()
     groups = NpsGroupSerializer(many=True)
 
@@ -535,14 +587,14 @@ class NpsReportSerializer(serializers.Serializer):
 # --- Webhooks and tokens -----------------------------------------------------------------------
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+class SubscriptionSerializer(strict.StrictModelSerializer):
     owner = UserSummarySerializer(read_only=True, allow_null=True)
     events = serializers.ListField(
-        child=serializers.ChoiceField(choices=Subscription.Event.choices),
+        child=strict.ChoiceField(choices=Subscription.Event.choices),
         allow_empty=False,
         max_length=len(Subscription.Event.values),
     )
-    url = serializers.URLField(max_length=500)
+    url = strict.URLField(max_length=500)
 
     class Meta:
         model = Subscription
@@ -572,7 +624,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
 
 class SubscriptionCreatedSerializer(SubscriptionSerializer):
-    secret = serializers.CharField(
+    secret = strict.CharField(
         read_only=True, help_text="The signing secret. Shown only in this answer: store it now."
     )
 
@@ -580,7 +632,7 @@ class SubscriptionCreatedSerializer(SubscriptionSerializer):
         fields = [*SubscriptionSerializer.Meta.fields, "secret"]
 
 
-class DeliverySerializer(serializers.ModelSerializer):
+class DeliverySerializer(strict.StrictModelSerializer):
     class Meta:
         model = Delivery
         fields = [
@@ -611,4 +663,4 @@ class TokenCreateSerializer(serializers.Serializer):
 
 
 class TokenCreatedSerializer(TokenSerializer):
-    key = serializers.CharField(read_only=True, help_text="Shown only in this answer.")
+    key = strict.CharField(read_only=True, help_text="Shown only in this answer.")

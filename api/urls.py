@@ -18,12 +18,12 @@ router.register("responses", views.ResponseViewSet, basename="response")
 router.register("followups", views.FollowUpViewSet, basename="followup")
 router.register("followup-events", views.FollowUpEventViewSet, basename="followup-event")
 router.register("changes", views.ChangeViewSet, basename="change")
-router.register("nps", views.NpsViewSet, basename="nps")
 router.register("webhooks/subscriptions", views.SubscriptionViewSet, basename="subscription")
 router.register("webhooks/deliveries", views.DeliveryViewSet, basename="delivery")
 router.register("tokens", views.TokenViewSet, basename="token")
 
 urlpatterns = [
+    path("v1/nps/", views.NpsView.as_view(), name="nps"),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", docs.api_docs, name="docs"),

@@ -14,21 +14,27 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import mixins, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response as ApiResponse
+from rest_framework.views import APIView
 
 from audit.services import Action, audit_record, query_detail
 from followups import services as followup_services
 from followups.models import Change, FollowUp, FollowUpEvent
+from surveys import services as survey_services
 from surveys.models import Contact, Invitation, Partner, Program, Response, Wave
 from webhooks import services as webhook_services
 from webhooks.models import Delivery, Subscription
 
-from . import filters, reports, serializers, services
+from . import filters, reports, serializers, tokens
 from .exceptions import error_body
 from .pagination import EventCursorPagination, ResponseCursorPagination
 from .permissions import IsAdmin, IsAdminOrReadOnly, IsCustomerSuccess
 
 READ_WRITE = ["get", "post", "patch", "delete", "head", "options"]
+# Bodies are JSON only: form encodings cannot say null or an empty list, so a form body would
+# be read differently from the JSON the schema describes. Anything else is 415.
+JSON_ONLY = [JSONParser]
 
 
 def _count_of(model, field: str):
@@ -64,6 +70,7 @@ class PartnerViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
+    parser_classes = JSON_ONLY
     queryset = Partner.objects.select_related("tier", "partner_type", "account_owner")
     serializer_class = serializers.PartnerSerializer
     permission_classes = [IsAdminOrReadOnly]
@@ -80,15 +87,15 @@ class PartnerViewSet(
         return data
 
     def perform_create(self, serializer):
-        serializer.instance = services.partner_create(data=self._data(serializer))
+        serializer.instance = survey_services.partner_create(**self._data(serializer))
 
     def perform_update(self, serializer):
-        serializer.instance = services.partner_update(
-            partner_id=serializer.instance.pk, data=self._data(serializer)
+        serializer.instance = survey_services.partner_update(
+            partner_id=serializer.instance.pk, **self._data(serializer)
         )
 
     def perform_destroy(self, instance):
-        services.partner_deactivate(partner_id=instance.pk)
+        survey_services.partner_deactivate(partner_id=instance.pk)
 
 
 @extend_schema_view(
@@ -106,15 +113,15 @@ class ContactViewSet(PartnerViewSet):
     ordering = ["email"]
 
     def perform_create(self, serializer):
-        serializer.instance = services.contact_create(data=dict(serializer.validated_data))
+        serializer.instance = survey_services.contact_create(**serializer.validated_data)
 
     def perform_update(self, serializer):
-        serializer.instance = services.contact_update(
-            contact_id=serializer.instance.pk, data=dict(serializer.validated_data)
+        serializer.instance = survey_services.contact_update(
+            contact_id=serializer.instance.pk, **serializer.validated_data
         )
 
     def perform_destroy(self, instance):
-        services.contact_deactivate(contact_id=instance.pk)
+        survey_services.contact_deactivate(contact_id=instance.pk)
 
     @extend_schema(
         summary="Create or update contacts by email (admins)",
@@ -127,7 +134,9 @@ class ContactViewSet(PartnerViewSet):
     def bulk_upsert(self, request):
         payload = serializers.ContactBulkUpsertSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        result = services.contacts_upsert(rows=payload.validated_data["contacts"])
+        result = survey_services.contacts_upsert(
+            rows=[survey_services.ContactRow(**row) for row in payload.validated_data["contacts"]]
+        )
         return ApiResponse(serializers.BulkUpsertResultSerializer(result).data)
 
 
@@ -147,6 +156,7 @@ class ProgramViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
+    parser_classes = JSON_ONLY
     queryset = Program.objects.prefetch_related("tiers", "partner_types")
     serializer_class = serializers.ProgramSerializer
     permission_classes = [IsAdminOrReadOnly]
@@ -155,11 +165,11 @@ class ProgramViewSet(
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def perform_create(self, serializer):
-        serializer.instance = services.program_save(data=dict(serializer.validated_data))
+        serializer.instance = survey_services.program_create(**serializer.validated_data)
 
     def perform_update(self, serializer):
-        serializer.instance = services.program_save(
-            program_id=serializer.instance.pk, data=dict(serializer.validated_data)
+        serializer.instance = survey_services.program_update(
+            program_id=serializer.instance.pk, **serializer.validated_data
         )
 
 
@@ -250,6 +260,7 @@ FOLLOWUP_ERRORS = {
     list=extend_schema(summary="List follow-ups"), retrieve=extend_schema(summary="One follow-up")
 )
 class FollowUpViewSet(viewsets.ReadOnlyModelViewSet):
+    parser_classes = JSON_ONLY
     queryset = FollowUp.objects.select_related("partner", "assignee", "response", "root_cause")
     serializer_class = serializers.FollowUpSerializer
     permission_classes = [IsCustomerSuccess]
@@ -264,6 +275,29 @@ class FollowUpViewSet(viewsets.ReadOnlyModelViewSet):
         payload = serializer_class(data=request.data)
         payload.is_valid(raise_exception=True)
         return payload.validated_data
+
+    @extend_schema(
+        summary="Reassign many follow-ups (managers)",
+        description="Gives every listed follow-up to `assignee` (null: unassigns them), each "
+        "reassignment logged on its timeline. All or nothing: an unknown follow-up refuses the "
+        "whole request.",
+        request=serializers.FollowUpBulkAssignSerializer,
+        responses={
+            200: serializers.BulkAssignResultSerializer,
+            400: OpenApiResponse(
+                description="Invalid input, an unknown follow-up, or an assignee who is not on "
+                "the customer-success team."
+            ),
+            403: OpenApiResponse(description="Only a manager can reassign follow-ups."),
+        },
+    )
+    @action(detail=False, methods=["post"], url_path="bulk-reassign")
+    def bulk_reassign(self, request):
+        data = self._input(serializers.FollowUpBulkAssignSerializer, request)
+        changed = followup_services.followups_bulk_assign(
+            followup_ids=data["followup_ids"], assignee=data["assignee"], by=request.user
+        )
+        return ApiResponse({"changed": changed})
 
     @extend_schema(
         summary="Assign or unassign",
@@ -367,6 +401,7 @@ class ChangeViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
+    parser_classes = JSON_ONLY
     queryset = Change.objects.select_related("owner", "created_by").prefetch_related(
         Prefetch("followups", queryset=FollowUp.objects.only("id").order_by("id"))
     )
@@ -399,7 +434,9 @@ class ChangeViewSet(
         change = self.get_object()
         payload = serializers.ChangeUpdateSerializer(data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
-        services.change_update(change_id=change.pk, by=request.user, data=payload.validated_data)
+        followup_services.change_update(
+            change_id=change.pk, by=request.user, **payload.validated_data
+        )
         return self._answer(change.pk)
 
     def update(self, request, *args, **kwargs):
@@ -452,10 +489,13 @@ class ChangeViewSet(
 # --- NPS ------------------------------------------------------------------------------------
 
 
-class NpsViewSet(viewsets.ViewSet):
+class NpsView(APIView):
+    """One report, not a list of objects: an ``APIView``, so the schema says so."""
+
     permission_classes = [IsCustomerSuccess]
 
     @extend_schema(
+        operation_id="nps_report",
         summary="NPS with its uncertainty, overall and per group",
         description="Counts, NPS, standard error and 95% margin of error at full precision "
         "(round for display). An empty set has null figures, never 0. `group_by=wave` lists "
@@ -464,8 +504,9 @@ class NpsViewSet(viewsets.ViewSet):
         parameters=[serializers.NpsQuerySerializer],
         responses={200: serializers.NpsReportSerializer},
     )
-    def list(self, request):
-        query = serializers.NpsQuerySerializer(data=request.query_params)
+    def get(self, request):
+        # A plain dict, not the QueryDict: DRF would read an empty ``?group_by=`` as absent.
+        query = serializers.NpsQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         report = reports.nps_report(query.validated_data)
         return ApiResponse(serializers.NpsReportSerializer(report).data)
@@ -497,6 +538,7 @@ class SubscriptionViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
+    parser_classes = JSON_ONLY
     queryset = Subscription.objects.select_related("owner")
     serializer_class = serializers.SubscriptionSerializer
     permission_classes = [IsAdmin]
@@ -572,6 +614,7 @@ class TokenViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
+    parser_classes = JSON_ONLY
     queryset = Token.objects.select_related("user").order_by("user__username")
     serializer_class = serializers.TokenSerializer
     permission_classes = [IsAdmin]
@@ -582,12 +625,12 @@ class TokenViewSet(
     def create(self, request, *args, **kwargs):
         payload = serializers.TokenCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        token = services.token_issue(user=payload.validated_data["user"])
+        token = tokens.token_issue(user=payload.validated_data["user"])
         body = serializers.TokenCreatedSerializer(token).data
         return ApiResponse(body, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        services.token_revoke(user_id=instance.user_id)
+        tokens.token_revoke(user_id=instance.user_id)
 
 
 @csrf_exempt  # answers every method with 404; a CSRF 403 page would hide that

@@ -53,6 +53,13 @@ from django.db.models.functions import Lower
 from nps_project import roles
 
 from .models import Contact, Partner, PartnerType, Tier
+from .services import (
+    LANGUAGE_CODES,
+    ContactRow,
+    contacts_upsert,
+    partner_create,
+    partner_update,
+)
 
 COLUMNS = (
     "partner_name",
@@ -67,18 +74,8 @@ COLUMNS = (
 HEADER = ",".join(COLUMNS)
 DEFAULT_LANGUAGE = "en"
 
-# ISO 639-1, the two-letter language codes (deprecated ones excluded).
-ISO_639_1 = frozenset(
-    """
-    aa ab ae af ak am an ar as av ay az ba be bg bi bm bn bo br bs ca ce ch co cr cs cu cv cy
-    da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht
-    hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky
-    la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny
-    oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss
-    st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo
-    za zh zu
-    """.split()
-)
+# ISO 639-1, the two-letter language codes (deprecated ones excluded): the services' list.
+ISO_639_1 = LANGUAGE_CODES
 
 
 @dataclass(frozen=True)
@@ -153,6 +150,15 @@ def _has_control_characters(value: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
 
 
+class _RefusedRow(Exception):
+    """A service refused a row's partner while writing: reported with the row's line."""
+
+    def __init__(self, line: int, error: ValidationError):
+        super().__init__(str(error))
+        self.line = line
+        self.messages = error.messages
+
+
 class _BadCsv(Exception):
     def __init__(self, line: int, reason: str):
         super().__init__(reason)
@@ -199,7 +205,11 @@ def partners_import(*, file: TextIO, dry_run: bool = False) -> ImportReport:
             _write(rows, report)
             if dry_run:
                 transaction.set_rollback(True)
-    except IntegrityError:
+    except _RefusedRow as exc:
+        return ImportReport(
+            dry_run=dry_run, errors=[ImportProblem(exc.line, m) for m in exc.messages]
+        )
+    except (IntegrityError, ValidationError):
         # Someone changed the same partners or contacts at the same moment.
         return ImportReport(
             dry_run=dry_run,
@@ -472,24 +482,23 @@ def _write(rows: list[_Row], report: ImportReport) -> None:
         owner = owners[row.owner_email] if row.owner_email else None
         wanted = {
             "name": row.partner_name,
-            "tier_id": row.tier.pk,
-            "partner_type_id": row.partner_type.pk,
+            "tier": row.tier,
+            "partner_type": row.partner_type,
             "region": row.region,
-            "account_owner_id": owner.pk if owner else None,
+            "account_owner": owner,
         }
         partner = existing.get(key)
-        if partner is None:
-            partner = Partner.objects.create(**wanted)
-            report.partners_created += 1
-        else:
-            changed = [k for k, v in wanted.items() if getattr(partner, k) != v]
-            if changed:
-                for k in changed:
-                    setattr(partner, k, wanted[k])
-                partner.save(update_fields=[*changed, "updated_at"])
+        try:
+            if partner is None:
+                partner = partner_create(**wanted)
+                report.partners_created += 1
+            elif changed := _changed(partner, wanted):
+                partner = partner_update(partner_id=partner.pk, **changed)
                 report.partners_updated += 1
             else:
                 report.partners_unchanged += 1
+        except ValidationError as exc:
+            raise _RefusedRow(row.line, exc) from exc
         partners[key] = partner
 
     emails = [r.contact_email for r in rows]
@@ -502,31 +511,37 @@ def _write(rows: list[_Row], report: ImportReport) -> None:
             .order_by("pk")
         ):
             contacts.setdefault(contact.email.lower(), contact)
-    new_contacts = []
     for row in rows:
         partner = partners[row.partner_name.casefold()]
-        wanted = {
-            "partner_id": partner.pk,
-            "name": row.contact_name,
-            "email": row.contact_email,
-            "language": row.language,
-        }
         contact = contacts.get(row.contact_email)
-        if contact is None:
-            new_contacts.append(Contact(**wanted))
-            continue
-        changed = [k for k, v in wanted.items() if getattr(contact, k) != v]
-        if not changed:
-            report.contacts_unchanged += 1
-            continue
-        if "partner_id" in changed:
+        if contact is not None and contact.partner_id != partner.pk:
             report.notes.append(
                 f"line {row.line}: contact {row.contact_email} moves from partner "
                 f"{contact.partner.name!r} to {partner.name!r}"
             )
-        for k in changed:
-            setattr(contact, k, wanted[k])
-        contact.save(update_fields=[*changed, "updated_at"])
-        report.contacts_updated += 1
-    Contact.objects.bulk_create(new_contacts, batch_size=500)
-    report.contacts_created += len(new_contacts)
+    # Never is_active, opt-outs or bounces: the file is not the whole truth about contacts.
+    counts = contacts_upsert(
+        rows=[
+            ContactRow(
+                partner=partners[row.partner_name.casefold()],
+                name=row.contact_name,
+                email=row.contact_email,
+                language=row.language,
+            )
+            for row in rows
+        ]
+    )
+    report.contacts_created += counts.created
+    report.contacts_updated += counts.updated
+    report.contacts_unchanged += counts.unchanged
+
+
+def _changed(partner: Partner, wanted: dict) -> dict:
+    """The fields of ``wanted`` that differ on ``partner`` (relations compared by id)."""
+    changed = {}
+    for name, value in wanted.items():
+        field = Partner._meta.get_field(name)
+        current = getattr(partner, field.attname)
+        if current != (value.pk if field.is_relation and value is not None else value):
+            changed[name] = value
+    return changed

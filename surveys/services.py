@@ -1055,3 +1055,511 @@ def delivery_events_record(
             )
             logger.info("Recorded a %s for contact %s", event.kind, contact.pk)
     return report
+
+
+# --- Partners, contacts and programs --------------------------------------------------------
+# Maintenance writes for the API, the CSV import (``surveys.importing``) and the admin. Each one
+# checks everything first and raises ``ValidationError`` with a message per field, then writes
+# in one transaction. An update takes only the fields it is given (the others default to
+# ``UNCHANGED``) and does not touch the row, not even ``updated_at``, when nothing changes.
+# (The imports below sit here, not at the top, because this section was appended to the module.)
+
+import enum  # noqa: E402
+import unicodedata  # noqa: E402
+import zoneinfo  # noqa: E402
+from typing import Any  # noqa: E402
+
+from django.db import IntegrityError  # noqa: E402
+from django.db.models.functions import Lower  # noqa: E402
+
+from nps_project import roles  # noqa: E402
+
+from .models import Partner, PartnerType, Tier  # noqa: E402
+
+
+class Unchanged(enum.Enum):
+    """The type of ``UNCHANGED``: an argument an update leaves as it is."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
+
+# ISO 639-1: the two-letter language codes a contact may have (deprecated ones excluded).
+LANGUAGE_CODES = frozenset(
+    """
+    aa ab ae af ak am an ar as av ay az ba be bg bi bm bn bo br bs ca ce ch co cr cs cu cv cy
+    da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht
+    hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky
+    la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny
+    oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss
+    st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo
+    za zh zu
+    """.split()
+)
+
+
+def _text(errors: dict, field: str, value, *, model, empty: str | None) -> str:
+    """``value`` stripped. Records an error when it is not text, is empty (if ``empty`` gives
+    the reason it may not be), is longer than the column or holds a control character."""
+    if not isinstance(value, str):
+        errors[field] = _("Give text.")
+        return ""
+    text = value.strip()
+    limit = model._meta.get_field(field).max_length
+    if empty and not text:
+        errors[field] = empty
+    elif limit and len(text) > limit:
+        errors[field] = _("Use at most %(limit)d characters.") % {"limit": limit}
+    elif any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
+        errors[field] = _("Remove the control characters (such as line breaks or tabs).")
+    return text
+
+
+def _language(errors: dict, code) -> str:
+    text = code.strip().lower() if isinstance(code, str) else ""
+    if text not in LANGUAGE_CODES:
+        errors["language"] = _(
+            "“%(code)s” is not an ISO 639-1 language code (two letters, e.g. en, de, fr)."
+        ) % {"code": code}
+    return text
+
+
+def _email_format(errors: dict, email) -> str:
+    """The email stripped and lower-cased (contacts are keyed by it); an error if invalid."""
+    text = email.strip().lower() if isinstance(email, str) else ""
+    try:
+        validate_email(text)
+        if len(text) > Contact._meta.get_field("email").max_length:
+            raise ValidationError("too long")
+    except ValidationError:
+        errors["email"] = _("Enter a valid email address.")
+    return text
+
+
+def _contacts_by_email(emails: list[str], *, lock: bool = False) -> dict[str, Contact]:
+    """Stored contacts by lower-cased email (an older row stored in another case matches)."""
+    found: dict[str, Contact] = {}
+    for chunk in _chunks(emails, 500):
+        rows = (
+            Contact.objects.annotate(email_l=Lower("email"))
+            .filter(Q(email__in=chunk) | Q(email_l__in=chunk))
+            .order_by("pk")
+        )
+        if lock:
+            rows = rows.select_for_update()
+        for contact in rows:
+            found.setdefault(contact.email.lower(), contact)
+    return found
+
+
+def _is_on_cs_team(user) -> bool:
+    """In a customer-success group, active or not: the CSV import creates owners inactive."""
+    return user.is_superuser or user.groups.filter(name__in=roles.ALL_ROLES).exists()
+
+
+def _apply(obj, wanted: dict[str, Any]) -> list[str]:
+    """Set the fields of ``wanted`` that differ on ``obj``; returns their names. Relations are
+    compared by id, so an unchanged one costs no query."""
+    changed = []
+    for name, value in wanted.items():
+        if value is UNCHANGED:
+            continue
+        field = obj._meta.get_field(name)
+        if field.is_relation and not field.many_to_many:
+            same = getattr(obj, field.attname) == (value.pk if value is not None else None)
+        else:
+            same = getattr(obj, name) == value
+        if not same:
+            setattr(obj, name, value)
+            changed.append(name)
+    return changed
+
+
+def _partner_checked(
+    *, partner_id: int | None, name, tier, partner_type, region, account_owner
+) -> dict[str, Any]:
+    """The given partner fields, cleaned; raises ``ValidationError`` listing every problem."""
+    errors: dict[str, str] = {}
+    if name is not UNCHANGED:
+        name = _text(errors, "name", name, model=Partner, empty=_("Give the partner a name."))
+        if "name" not in errors:
+            clash = Partner.objects.filter(name__iexact=name).exclude(pk=partner_id)
+            if clash.exists():
+                errors["name"] = _("A partner named “%(name)s” already exists.") % {"name": name}
+    if region is not UNCHANGED:
+        region = _text(errors, "region", region, model=Partner, empty=None)
+    if tier is None:
+        errors["tier"] = _("Choose a tier.")
+    if partner_type is None:
+        errors["partner_type"] = _("Choose a partner type.")
+    if account_owner not in (None, UNCHANGED) and not _is_on_cs_team(account_owner):
+        errors["account_owner"] = _("%(name)s is not on the customer-success team.") % {
+            "name": account_owner.get_username()
+        }
+    if errors:
+        raise ValidationError(errors)
+    return {
+        "name": name,
+        "tier": tier,
+        "partner_type": partner_type,
+        "region": region,
+        "account_owner": account_owner,
+    }
+
+
+@transaction.atomic
+def partner_create(
+    *,
+    name: str,
+    tier: Tier,
+    partner_type: PartnerType,
+    region: str = "",
+    account_owner=None,
+    is_active: bool = True,
+) -> Partner:
+    """A new partner. Names are unique in any letter case; the account owner, if any, must be
+    on the customer-success team."""
+    fields = _partner_checked(
+        partner_id=None,
+        name=name,
+        tier=tier,
+        partner_type=partner_type,
+        region=region,
+        account_owner=account_owner,
+    )
+    try:
+        with transaction.atomic():
+            return Partner.objects.create(**fields, is_active=is_active)
+    except IntegrityError as exc:  # the same name, created at the same moment
+        raise ValidationError(
+            {"name": _("A partner named “%(name)s” already exists.") % {"name": fields["name"]}}
+        ) from exc
+
+
+@transaction.atomic
+def partner_update(
+    *,
+    partner_id: int,
+    name: str | Unchanged = UNCHANGED,
+    tier: Tier | Unchanged = UNCHANGED,
+    partner_type: PartnerType | Unchanged = UNCHANGED,
+    region: str | Unchanged = UNCHANGED,
+    account_owner: Any = UNCHANGED,
+    is_active: bool | Unchanged = UNCHANGED,
+) -> Partner:
+    """Change the given fields of a partner (locks its row); ``account_owner=None`` removes
+    the owner. Reactivate with ``is_active=True``."""
+    partner = Partner.objects.select_for_update().get(pk=partner_id)
+    fields = _partner_checked(
+        partner_id=partner_id,
+        name=name,
+        tier=tier,
+        partner_type=partner_type,
+        region=region,
+        account_owner=account_owner,
+    )
+    changed = _apply(partner, {**fields, "is_active": is_active})
+    if changed:
+        partner.save(update_fields=[*changed, "updated_at"])
+    return partner
+
+
+@transaction.atomic
+def partner_deactivate(*, partner_id: int) -> bool:
+    """Stop surveying a partner; it is kept with its history. False if it already was inactive
+    (``Partner.DoesNotExist`` if there is no such partner)."""
+    partner = Partner.objects.select_for_update().get(pk=partner_id)
+    if not partner.is_active:
+        return False
+    partner.is_active = False
+    partner.save(update_fields=["is_active", "updated_at"])
+    return True
+
+
+def _contact_checked(*, contact_id: int | None, partner, name, email, language) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    if partner is None:
+        errors["partner"] = _("Choose the contact's partner.")
+    if name is not UNCHANGED:
+        name = _text(errors, "name", name, model=Contact, empty=_("Give the contact's name."))
+    if email is not UNCHANGED:
+        email = _email_format(errors, email)
+        if "email" not in errors:
+            clash = (
+                Contact.objects.annotate(email_l=Lower("email"))
+                .filter(email_l=email)
+                .exclude(pk=contact_id)
+            )
+            if clash.exists():
+                errors["email"] = _("Another contact already has the email %(email)s.") % {
+                    "email": email
+                }
+    if language is not UNCHANGED:
+        language = _language(errors, language)
+    if errors:
+        raise ValidationError(errors)
+    return {"partner": partner, "name": name, "email": email, "language": language}
+
+
+@transaction.atomic
+def contact_create(
+    *,
+    partner: Partner,
+    name: str,
+    email: str,
+    language: str = "en",
+    is_active: bool = True,
+    is_key: bool = False,
+) -> Contact:
+    """A new contact. The email is stored lower-cased and is unique across partners (one person
+    gets one survey email); the language is an ISO 639-1 code."""
+    fields = _contact_checked(
+        contact_id=None, partner=partner, name=name, email=email, language=language
+    )
+    try:
+        with transaction.atomic():
+            return Contact.objects.create(**fields, is_active=is_active, is_key=is_key)
+    except IntegrityError as exc:  # the same email, created at the same moment
+        raise ValidationError(
+            {"email": _("Another contact already has the email %(email)s.") % fields}
+        ) from exc
+
+
+@transaction.atomic
+def contact_update(
+    *,
+    contact_id: int,
+    partner: Partner | Unchanged = UNCHANGED,
+    name: str | Unchanged = UNCHANGED,
+    email: str | Unchanged = UNCHANGED,
+    language: str | Unchanged = UNCHANGED,
+    is_active: bool | Unchanged = UNCHANGED,
+    is_key: bool | Unchanged = UNCHANGED,
+) -> Contact:
+    """Change the given fields of a contact (locks its row). Opt-outs, bounces and complaints
+    are not fields here: only the contact opts back in (``contacts_resubscribe`` for admins)."""
+    contact = Contact.objects.select_for_update().get(pk=contact_id)
+    fields = _contact_checked(
+        contact_id=contact_id, partner=partner, name=name, email=email, language=language
+    )
+    changed = _apply(contact, {**fields, "is_active": is_active, "is_key": is_key})
+    if changed:
+        try:
+            with transaction.atomic():
+                contact.save(update_fields=[*changed, "updated_at"])
+        except IntegrityError as exc:
+            raise ValidationError(
+                {"email": _("Another contact already has the email %(email)s.") % fields}
+            ) from exc
+    return contact
+
+
+@transaction.atomic
+def contact_deactivate(*, contact_id: int) -> bool:
+    """Stop surveying a contact; False if it already was inactive."""
+    contact = Contact.objects.select_for_update().get(pk=contact_id)
+    if not contact.is_active:
+        return False
+    contact.is_active = False
+    contact.save(update_fields=["is_active", "updated_at"])
+    return True
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    """One contact of a bulk upsert. ``is_active`` and ``is_key`` None: a new contact gets the
+    defaults (active, not key), an existing one keeps what it has."""
+
+    partner: Partner
+    name: str
+    email: str
+    language: str = "en"
+    is_active: bool | None = None
+    is_key: bool | None = None
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    created: int
+    updated: int
+    unchanged: int
+
+
+def contacts_upsert(*, rows: Iterable[ContactRow]) -> UpsertCounts:
+    """Create or update contacts keyed by their lower-cased email, all or nothing.
+
+    Every row is checked first; any bad row raises ``ValidationError`` naming each bad row by
+    its index (from 0) and nothing is written. A row equal to the stored contact writes nothing.
+    A contact whose email is given with another partner moves to that partner. Opt-outs,
+    bounces and complaints are never touched: only the contact can opt back in.
+    """
+    rows = list(rows)
+    problems: list[str] = []
+    clean: list[dict[str, Any]] = []
+    first_row: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        errors: dict[str, str] = {}
+        if not isinstance(row.partner, Partner):
+            errors["partner"] = _("Choose the contact's partner.")
+        name = _text(errors, "name", row.name, model=Contact, empty=_("Give the contact's name."))
+        email = _email_format(errors, row.email)
+        language = _language(errors, row.language)
+        if "email" not in errors:
+            if email in first_row:
+                errors["email"] = _("%(email)s is also in row %(row)d; give each email once.") % {
+                    "email": email,
+                    "row": first_row[email],
+                }
+            first_row.setdefault(email, index)
+        if errors:
+            problems += [
+                _("row %(row)d: %(field)s: %(message)s")
+                % {"row": index, "field": field, "message": message}
+                for field, message in errors.items()
+            ]
+            continue
+        wanted = {"partner": row.partner, "name": name, "email": email, "language": language}
+        if row.is_active is not None:
+            wanted["is_active"] = row.is_active
+        if row.is_key is not None:
+            wanted["is_key"] = row.is_key
+        clean.append(wanted)
+    if problems:
+        raise ValidationError({"contacts": problems})
+
+    now = timezone.now()
+    created: list[Contact] = []
+    updated: list[Contact] = []
+    changed_fields: set[str] = set()
+    try:
+        with transaction.atomic():
+            existing = _contacts_by_email([w["email"] for w in clean], lock=True)
+            for wanted in clean:
+                contact = existing.get(wanted["email"])
+                if contact is None:
+                    created.append(Contact(**wanted, created_at=now, updated_at=now))
+                    continue
+                changed = _apply(contact, wanted)
+                if changed:
+                    contact.updated_at = now
+                    changed_fields.update(changed)
+                    updated.append(contact)
+            Contact.objects.bulk_create(created, batch_size=500)
+            if updated:
+                Contact.objects.bulk_update(
+                    updated, fields=[*sorted(changed_fields), "updated_at"], batch_size=500
+                )
+    except IntegrityError as exc:
+        raise ValidationError(
+            _("Another request created some of these contacts at the same time; send it again.")
+        ) from exc
+    return UpsertCounts(
+        created=len(created),
+        updated=len(updated),
+        unchanged=len(clean) - len(created) - len(updated),
+    )
+
+
+# Program fields a caller may set: the editable columns, and the audience's many-to-many ones.
+PROGRAM_AUDIENCE = ("tiers", "partner_types")
+
+
+def _program_fields() -> frozenset[str]:
+    return frozenset(
+        f.name for f in Program._meta.concrete_fields if f.editable and not f.primary_key
+    )
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    """IANA zone names. Not ``localtime`` (whatever the server is set to) nor the database's
+    internal ``posixrules`` and ``Factory``, which some systems list too."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime", "posixrules", "Factory"}
+
+
+def _program_save(program: Program, *, fields: dict[str, Any], audience: dict[str, Any]) -> None:
+    """Validate ``program`` with ``fields`` set (``Program.clean`` and the column limits), then
+    save it and set its audience. Raises ``ValidationError`` with every problem first."""
+    unknown = set(fields) - _program_fields()
+    if unknown:
+        raise TypeError(f"Not program fields: {', '.join(sorted(unknown))}")
+    errors: dict[str, list[str]] = {}
+    if "name" in fields:
+        holder: dict[str, str] = {}
+        fields["name"] = _text(
+            holder, "name", fields["name"], model=Program, empty=_("Give the program a name.")
+        )
+        if not holder:
+            clash = Program.objects.filter(name__iexact=fields["name"]).exclude(pk=program.pk)
+            if clash.exists():
+                holder["name"] = _("A program named “%(name)s” already exists.") % {
+                    "name": fields["name"]
+                }
+        errors.update({k: [v] for k, v in holder.items()})
+    if "time_zone" in fields and fields["time_zone"] not in _time_zones():
+        errors["time_zone"] = [
+            _("Unknown time zone “%(name)s”; use a name like Europe/Berlin.")
+            % {"name": fields["time_zone"]}
+        ]
+    changed = _apply(program, fields)
+    try:
+        program.full_clean(exclude=["name", *errors] if "name" in fields else list(errors))
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            errors.setdefault(name, messages)
+    for name, items in audience.items():
+        kinds = Tier | PartnerType
+        if items is not UNCHANGED and not all(isinstance(item, kinds) for item in items):
+            errors[name] = [_("Choose from the list.")]
+    if errors:
+        raise ValidationError(errors)
+    if program.pk is None:
+        program.save()
+    elif changed:
+        program.save(update_fields=[*changed, "updated_at"])
+    for name, items in audience.items():
+        if items is not UNCHANGED:
+            getattr(program, name).set(items)
+
+
+@transaction.atomic
+def program_create(
+    *,
+    name: str,
+    tiers: Iterable[Tier] = (),
+    partner_types: Iterable[PartnerType] = (),
+    **fields: Any,
+) -> Program:
+    """A new survey program. ``fields`` are ``Program`` columns (cadence, texts, branding,
+    reminders …; the model's defaults for the rest); an empty audience means everyone.
+    Names are unique in any letter case."""
+    program = Program()
+    _program_save(
+        program,
+        fields={"name": name, **fields},
+        audience={"tiers": list(tiers), "partner_types": list(partner_types)},
+    )
+    return program
+
+
+@transaction.atomic
+def program_update(
+    *,
+    program_id: int,
+    tiers: Iterable[Tier] | Unchanged = UNCHANGED,
+    partner_types: Iterable[PartnerType] | Unchanged = UNCHANGED,
+    **fields: Any,
+) -> Program:
+    """Change the given columns and audience of a program (locks its row). The schedule uses
+    the new cadence from its next wave on; open waves keep their dates."""
+    program = Program.objects.select_for_update().get(pk=program_id)
+    _program_save(
+        program,
+        fields=fields,
+        audience={
+            "tiers": tiers if tiers is UNCHANGED else list(tiers),
+            "partner_types": partner_types if partner_types is UNCHANGED else list(partner_types),
+        },
+    )
+    return program

@@ -7,6 +7,7 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from followups.models import Change
 from tests.api.conftest import error
 from tests.factories import PASSWORD, PartnerFactory
 
@@ -166,19 +167,24 @@ def test_docs_page_lists_the_operations(client):
     assert "GET /api/v1/nps/" in answer.content.decode()
 
 
-def test_huge_ids_and_too_many_fields_are_400_not_500(api, admin_user):
+def test_huge_ids_are_400_not_500(api, admin_user):
     client = api(admin_user)
     answer = client.get("/api/v1/responses/?program=99999999999999999999999")
     assert answer.status_code == 400
     assert error(answer)["fields"] == {
         "program": ["Ensure this value is less than or equal to 9223372036854775807."]
     }
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+)
+def test_a_form_body_is_415_because_the_api_reads_json_only(api, admin_user, content_type):
     body = "&".join(f"followup_ids={n}" for n in range(1200))
-    answer = client.post(
-        "/api/v1/changes/", data=body, content_type="application/x-www-form-urlencoded"
-    )
-    assert answer.status_code == 400
-    assert error(answer)["code"] == "parse_error"
+    answer = api(admin_user).post("/api/v1/changes/", data=body, content_type=content_type)
+    assert answer.status_code == 415
+    assert error(answer)["code"] == "unsupported_media_type"
+    assert not Change.objects.exists()
 
 
 def test_unknown_api_path_answers_404_to_a_post_with_a_session_cookie(client, cs_agent):

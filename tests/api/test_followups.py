@@ -1,10 +1,12 @@
 """Follow-ups through the API: the same rules as the web UI, via followups.services."""
 
+import datetime as dt
+
 import pytest
 
 from followups.models import FollowUp, FollowUpEvent
 from tests.api.conftest import error
-from tests.factories import FollowUpFactory, root_cause
+from tests.factories import FollowUpFactory, InvitationFactory, root_cause
 
 pytestmark = pytest.mark.django_db
 
@@ -192,3 +194,113 @@ def test_events_are_cursor_paginated_oldest_first(api, cs_agent):
     assert [e["note"] for e in rest["results"]] == ["Note 2"]
     assert rest["next"] is None
     assert rest["results"][0]["actor"]["username"] == "sam"
+
+
+# --- Kinds, due dates and bulk reassignment -------------------------------------------------
+
+
+def test_a_followup_shows_its_kind_invitation_and_resolution_due_time(api, cs_agent):
+    due = dt.datetime(2025, 3, 10, 17, tzinfo=dt.UTC)
+    followup = FollowUpFactory(resolution_due_at=due)
+    body = api(cs_agent).get(url(followup)).json()
+    assert (body["kind"], body["invitation"], body["response"]) == (
+        "response",
+        followup.response.invitation_id,
+        followup.response_id,
+    )
+    assert body["resolution_due_at"] == "2025-03-10T17:00:00Z"
+
+
+def test_a_no_response_followup_is_listed_without_a_score_or_comment(api, cs_agent):
+    invitation = InvitationFactory()
+    followup = FollowUp.objects.create(
+        kind=FollowUp.Kind.NO_RESPONSE,
+        invitation=invitation,
+        partner=invitation.contact.partner,
+        due_at=dt.datetime(2025, 3, 10, tzinfo=dt.UTC),
+    )
+    body = api(cs_agent).get(url(followup)).json()
+    assert (body["kind"], body["response"], body["invitation"]) == (
+        "no_response",
+        None,
+        invitation.pk,
+    )
+    assert (body["score"], body["comment"]) == (None, None)
+
+
+BULK = "/api/v1/followups/bulk-reassign/"
+
+
+def test_manager_reassigns_many_followups_at_once(api, cs_manager, cs_agent, other_agent):
+    mine = FollowUpFactory.create_batch(2, assignee=cs_agent)
+    already = FollowUpFactory(assignee=other_agent)
+    ids = [f.pk for f in [*mine, already]]
+    answer = api(cs_manager).post(BULK, {"followup_ids": ids, "assignee": other_agent.pk})
+    assert answer.status_code == 200, answer.json()
+    assert answer.json() == {"changed": 2}
+    assert set(FollowUp.objects.values_list("assignee__username", flat=True)) == {"olga"}
+    assert FollowUpEvent.objects.filter(kind="assigned").count() == 2
+
+
+def test_bulk_reassign_to_null_unassigns(api, cs_manager, cs_agent):
+    followup = FollowUpFactory(assignee=cs_agent)
+    answer = api(cs_manager).post(BULK, {"followup_ids": [followup.pk], "assignee": None})
+    assert answer.json() == {"changed": 1}
+    followup.refresh_from_db()
+    assert followup.assignee is None
+
+
+def test_bulk_reassign_with_an_unknown_followup_changes_nothing(api, cs_manager, cs_agent):
+    followup = FollowUpFactory(assignee=None)
+    answer = api(cs_manager).post(
+        BULK, {"followup_ids": [followup.pk, 999999], "assignee": cs_agent.pk}
+    )
+    assert answer.status_code == 400
+    assert error(answer) == {
+        "code": "invalid",
+        "message": "Unknown follow-up: 999999",
+        "fields": {},
+    }
+    followup.refresh_from_db()
+    assert followup.assignee is None
+
+
+def test_bulk_reassign_refuses_an_assignee_off_the_team(api, cs_manager, outsider):
+    followup = FollowUpFactory()
+    answer = api(cs_manager).post(BULK, {"followup_ids": [followup.pk], "assignee": outsider.pk})
+    assert answer.status_code == 400
+    assert error(answer)["message"] == "otto is not on the customer-success team."
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"assignee": None}, {"followup_ids": ["This field is required."]}),
+        ({"followup_ids": [], "assignee": None}, {"followup_ids": ["This list may not be empty."]}),
+        (
+            {"followup_ids": ["1"], "assignee": None},
+            {"followup_ids": {"0": ["A valid integer is required."]}},
+        ),
+        ({"followup_ids": [1]}, {"assignee": ["This field is required."]}),
+    ],
+)
+def test_bad_bulk_reassign_input_is_400(api, cs_manager, body, fields):
+    answer = api(cs_manager).post(BULK, body)
+    assert answer.status_code == 400
+    assert error(answer)["fields"] == fields
+
+
+def test_staff_cannot_bulk_reassign(api, cs_agent):
+    followup = FollowUpFactory(assignee=None)
+    answer = api(cs_agent).post(BULK, {"followup_ids": [followup.pk], "assignee": cs_agent.pk})
+    assert answer.status_code == 403
+    assert error(answer)["message"] == "Only a manager can reassign follow-ups."
+    followup.refresh_from_db()
+    assert followup.assignee is None
+
+
+def test_outsider_cannot_bulk_reassign(api, outsider):
+    followup = FollowUpFactory()
+    answer = api(outsider).post(BULK, {"followup_ids": [followup.pk], "assignee": None})
+    assert answer.status_code == 403
+    assert error(answer)["message"] == "The API is for the customer-success team."

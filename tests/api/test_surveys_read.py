@@ -128,6 +128,6 @@ def test_bad_response_filters_are_400(api, cs_agent):
     assert answer.status_code == 400
     assert error(answer)["fields"] == {
         "category": ["Select a valid choice. angry is not one of the available choices."],
-        "submitted_after": ["Enter a valid date."],
+        "submitted_after": ["Give a date as YYYY-MM-DD."],
     }
     assert client.get("/api/v1/responses/?cursor=garbage").status_code == 404
