@@ -12,8 +12,7 @@ def _ip(request) -> str | None:
         return None
     from nps_project.security import client_ip
 
-    address = client_ip(request)
-    return address if address and address != "unknown" else None
+    return client_ip(request)
 
 
 def audit_record(

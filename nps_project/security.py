@@ -14,6 +14,7 @@ throttling that needs a request, and the rate limit of partner links.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 
 from axes.backends import AxesStandaloneBackend
@@ -26,17 +27,27 @@ from .redaction import RedactTokensFilter, redact  # noqa: F401 - re-exported
 logger = logging.getLogger(__name__)
 
 
-def client_ip(request) -> str:
+def _valid_ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def client_ip(request) -> str | None:
     """The client's address: ``REMOTE_ADDR``, or with ``NPS_TRUSTED_PROXY_COUNT`` = N > 0 the
     Nth address from the right of ``X-Forwarded-For`` (the ones to its right were added by our
-    own proxies; anything to its left the client may have forged)."""
-    remote = request.META.get("REMOTE_ADDR", "") or "unknown"
+    own proxies; anything to its left the client may have forged). None when there is no valid
+    address (Django's test client logging in, a malformed header), so nothing stores garbage in
+    an address column."""
+    remote = _valid_ip(request.META.get("REMOTE_ADDR", "") or "")
     proxies = getattr(settings, "NPS_TRUSTED_PROXY_COUNT", 0)
     if proxies <= 0:
         return remote
-    hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-    hops = [h for h in hops if h]
-    return hops[-proxies] if len(hops) >= proxies else remote
+    hops = [h for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+    if len(hops) < proxies:
+        return remote
+    return _valid_ip(hops[-proxies]) or remote
 
 
 class LoginThrottleBackend(AxesStandaloneBackend):
@@ -51,7 +62,7 @@ class LoginThrottleBackend(AxesStandaloneBackend):
 
 
 def _client_key(group, request) -> str:
-    return client_ip(request)
+    return client_ip(request) or "unknown"
 
 
 def rate_limited(request, *, retry_after: int = 60):
