@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from followups.models import Change, FollowUp, FollowUpEvent, PartnerNotice, RootCause
-from followups.services import followup_pick_assignee
+from followups.services import followup_pick_assignee, followups_link_next_response
 from followups.sla import add_business_days
 from nps_project import roles
 from scoring.nps import category
@@ -158,6 +158,7 @@ class Command(BaseCommand):
         staff = [users["sam"], users["olga"]]
         changes = self._changes(users, now)
         total = 0
+        detractors: set[int] = set()
         for index, (period, (p_promoter, p_detractor)) in enumerate(zip(periods, MIX, strict=True)):
             opens_at = cadence.opens_at(period)
             wave = Wave.objects.create(
@@ -185,14 +186,23 @@ class Command(BaseCommand):
                 if rng.random() > 0.55:
                     continue  # did not answer
                 roll = rng.random()
-                if roll < p_promoter:
+                # Past detractors are harder to win back: about half stay detractors.
+                unhappy = invitation.contact_id in detractors
+                promoter_share = p_promoter / 2 if unhappy else p_promoter
+                detractor_share = 0.5 if unhappy else p_detractor
+                if roll < promoter_share:
                     score = rng.choice([9, 9, 10, 10, 10])
-                elif roll < p_promoter + p_detractor:
+                elif roll < promoter_share + detractor_share:
                     score = rng.choice([2, 3, 4, 5, 5, 6, 6, 6])
                 else:
                     score = rng.choice([7, 8, 8])
                 submitted = opens_at + dt.timedelta(hours=rng.randint(2, 24 * 12))
                 response = self._response(invitation, score, rng, submitted)
+                followups_link_next_response(response=response)  # for recovery figures
+                if response.category == Response.Category.DETRACTOR:
+                    detractors.add(invitation.contact_id)
+                else:
+                    detractors.discard(invitation.contact_id)
                 total += 1
                 if response.category == Response.Category.DETRACTOR:
                     self._followup(response, index, rng, staff, root_causes, changes, submitted)
