@@ -18,18 +18,32 @@ def sender(display_name: str) -> str:
     return formataddr((clean, address))
 
 
-def render_email(
-    name: str,
-    context: dict,
+def render_parts(name: str, context: dict) -> tuple[str, str, str]:
+    """The three rendered templates of ``name``: (subject as rendered, text body, HTML body).
+    The subject is not yet collapsed to one line (``one_line`` does that)."""
+    return (
+        render_to_string(f"emails/{name}_subject.txt", context),
+        render_to_string(f"emails/{name}_body.txt", context),
+        render_to_string(f"emails/{name}_body.html", context),
+    )
+
+
+def one_line(subject: str) -> str:
+    """A rendered subject on one line, runs of whitespace (line breaks too) collapsed."""
+    return " ".join(subject.split())
+
+
+def build_email(
     *,
+    subject: str,
+    text: str,
+    html: str,
     to: str,
     from_email: str | None = None,
     headers: dict | None = None,
     connection=None,
 ) -> EmailMultiAlternatives:
-    subject = " ".join(render_to_string(f"emails/{name}_subject.txt", context).split())
-    text = render_to_string(f"emails/{name}_body.txt", context)
-    html = render_to_string(f"emails/{name}_body.html", context)
+    """A text email with an HTML alternative, from bodies already rendered."""
     message = EmailMultiAlternatives(
         subject=subject,
         body=text,
@@ -40,3 +54,24 @@ def render_email(
     )
     message.attach_alternative(html, "text/html")
     return message
+
+
+def render_email(
+    name: str,
+    context: dict,
+    *,
+    to: str,
+    from_email: str | None = None,
+    headers: dict | None = None,
+    connection=None,
+) -> EmailMultiAlternatives:
+    subject, text, html = render_parts(name, context)
+    return build_email(
+        subject=one_line(subject),
+        text=text,
+        html=html,
+        to=to,
+        from_email=from_email,
+        headers=headers,
+        connection=connection,
+    )

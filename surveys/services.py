@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from smtplib import SMTPException
@@ -23,6 +25,7 @@ from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.dateparse import parse_datetime
+from django.utils.html import escape as html_escape
 from django.utils.translation import gettext as _
 
 from scoring.nps import category as score_category
@@ -399,11 +402,30 @@ def address_problem(email: str) -> str | None:
     return None
 
 
+def _invitation_context(*, contact, partner, program, wave, token: str, is_reminder: bool):
+    return {
+        "contact": contact,
+        "partner": partner,
+        "program": program,
+        "wave": wave,
+        "is_reminder": is_reminder,
+        **survey_links(token),
+    }
+
+
+def _unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
 def invitation_message(
     *, invitation: Invitation, token: str, connection=None, is_reminder: bool = False
 ):
     """The invitation (or reminder) email, in the contact's language, with the one-click
-    unsubscribe headers of RFC 8058.
+    unsubscribe headers of RFC 8058. Renders its three templates; a batch uses
+    ``InvitationMessages``, which renders them once per wave, language and kind.
 
     Only the bare address goes in ``To``; the contact's name appears in the body alone, and the
     subject and sender name are collapsed to one line, so no name can add a header.
@@ -412,30 +434,150 @@ def invitation_message(
 
     contact = invitation.contact
     program = invitation.wave.program
-    links = survey_links(token)
-    context = {
-        "contact": contact,
-        "partner": contact.partner,
-        "program": program,
-        "wave": invitation.wave,
-        "is_reminder": is_reminder,
-        **links,
-    }
+    context = _invitation_context(
+        contact=contact,
+        partner=contact.partner,
+        program=program,
+        wave=invitation.wave,
+        token=token,
+        is_reminder=is_reminder,
+    )
     with translation.override(supported_language(contact.language)):
         message = render_email(
             "invitation",
             context,
             to=contact.email,
             from_email=sender(program.sender_name),
-            headers={
-                "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            },
+            headers=_unsubscribe_headers(context["unsubscribe_url"]),
             connection=connection,
         )
         if is_reminder:
             message.subject = _("Reminder: %(subject)s") % {"subject": message.subject}
     return message
+
+
+class PerEmailValueMissing(Exception):
+    """The invitation templates read a contact or partner attribute that a batch render does
+    not fill in per email (see ``_NameOnly``)."""
+
+
+class _NameOnly:
+    """Stands in for the contact or the partner while a batch renders the templates once: its
+    name is a placeholder replaced per email. Any other attribute raises (Django's templates
+    let that exception through), so a template that starts using, say, ``contact.email``
+    fails loudly instead of sending one contact's value to everyone."""
+
+    __slots__ = ("name", "_role")
+
+    def __init__(self, name: str, role: str):
+        self.name = name
+        self._role = role
+
+    def __getattr__(self, attribute):
+        raise PerEmailValueMissing(
+            f"The invitation templates use {self._role}.{attribute}; add it to the per-email "
+            "values of surveys.services.InvitationMessages."
+        )
+
+
+@dataclass
+class _Rendered:
+    subject: str | None  # final subject when it holds no placeholder, else None
+    raw_subject: str
+    text: str
+    html: str
+    from_email: str
+    unsubscribe_url: str
+    reminder_format: str
+
+
+class InvitationMessages:
+    """Builds a batch's invitation or reminder emails with the templates rendered once per
+    (wave, language, kind) instead of three renders per email.
+
+    The templates are rendered with placeholders for the values that differ per email (the
+    contact's name, the partner's name and the link token); each email then replaces them in
+    one pass over the text: the raw value in the text part and the subject (those templates
+    turn autoescaping off), the HTML-escaped value in the HTML part, which is what the template
+    engine does to a plain string. The placeholders hold a random part drawn per process, so
+    no name can contain one, and a substituted value is never scanned again. The result is
+    the same email as ``invitation_message`` (tests compare them); a token that is not of the
+    ``new_token`` shape falls back to the full render.
+    """
+
+    def __init__(self):
+        marker = f"nps{secrets.token_hex(8)}"
+        self._contact = f"{marker}contact"
+        self._partner = f"{marker}partner"
+        self._token = f"{marker}token"
+        self._pattern = re.compile(re.escape(marker) + "(contact|partner|token)")
+        self._groups: dict[tuple, _Rendered] = {}
+
+    def _render(self, invitation: Invitation, language: str, is_reminder: bool) -> _Rendered:
+        from nps_project.emailing import one_line, render_parts, sender
+
+        wave = invitation.wave
+        context = _invitation_context(
+            contact=_NameOnly(self._contact, "contact"),
+            partner=_NameOnly(self._partner, "partner"),
+            program=wave.program,
+            wave=wave,
+            token=self._token,
+            is_reminder=is_reminder,
+        )
+        with translation.override(language):
+            raw_subject, text, html = render_parts("invitation", context)
+            reminder_format = _("Reminder: %(subject)s") if is_reminder else "%(subject)s"
+        subject = None
+        if not self._pattern.search(raw_subject):
+            subject = reminder_format % {"subject": one_line(raw_subject)}
+        return _Rendered(
+            subject=subject,
+            raw_subject=raw_subject,
+            text=text,
+            html=html,
+            from_email=sender(wave.program.sender_name),
+            unsubscribe_url=context["unsubscribe_url"],
+            reminder_format=reminder_format,
+        )
+
+    def message(
+        self, *, invitation: Invitation, token: str, connection=None, is_reminder: bool = False
+    ):
+        from nps_project.emailing import build_email, one_line
+
+        from .tokens import looks_like_token
+
+        if not looks_like_token(token):
+            return invitation_message(
+                invitation=invitation, token=token, connection=connection, is_reminder=is_reminder
+            )
+        contact = invitation.contact
+        language = supported_language(contact.language)
+        key = (invitation.wave_id, language, is_reminder)
+        rendered = self._groups.get(key)
+        if rendered is None:
+            rendered = self._groups[key] = self._render(invitation, language, is_reminder)
+        raw = {"contact": contact.name, "partner": contact.partner.name, "token": token}
+        escaped = {name: html_escape(value) for name, value in raw.items()}
+
+        def fill(template: str, values: dict) -> str:
+            return self._pattern.sub(lambda match: values[match.group(1)], template)
+
+        subject = rendered.subject
+        if subject is None:
+            subject = rendered.reminder_format % {
+                "subject": one_line(fill(rendered.raw_subject, raw))
+            }
+        return build_email(
+            subject=subject,
+            text=fill(rendered.text, raw),
+            html=fill(rendered.html, escaped),
+            to=contact.email,
+            from_email=rendered.from_email,
+            headers=_unsubscribe_headers(rendered.unsubscribe_url.replace(self._token, token)),
+            connection=connection,
+        )
 
 
 def _backoff(attempts: int) -> dt.timedelta:
@@ -529,8 +671,9 @@ def invitations_send(*, invitation_ids: list[int], now: dt.datetime | None = Non
                 status=Invitation.Status.FAILED, last_error=problem
             )
         tokens = tokens_issue(invitations=sendable)
+        messages = InvitationMessages()
         for index, invitation in enumerate(sendable):
-            message = invitation_message(
+            message = messages.message(
                 invitation=invitation, token=tokens[invitation.pk], connection=connection
             )
             try:
@@ -541,13 +684,23 @@ def invitations_send(*, invitation_ids: list[int], now: dt.datetime | None = Non
                     _release(sendable[index + 1 :], reason=exc, now=now)
                     break
                 continue
-            Invitation.objects.filter(pk=invitation.pk).update(
-                status=Invitation.Status.SENT, sent_at=timezone.now(), last_error=""
-            )
+            _mark_sent(invitation.pk)
             sent += 1
     finally:
         connection.close()
     return sent
+
+
+def _mark_sent(pk: int) -> None:
+    """One UPDATE for one email, right after the server accepted it (never batched: a worker
+    killed mid-batch must leave every accepted email marked). Plain SQL: the statement is the
+    one ``filter(pk=pk).update(...)`` runs, without building the query each time."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Invitation._meta.db_table} SET status = %s, sent_at = %s, "  # noqa: S608
+            "last_error = '' WHERE id = %s",
+            [Invitation.Status.SENT, _db_time(timezone.now()), pk],
+        )
 
 
 def _reopen(connection) -> bool:
@@ -901,12 +1054,13 @@ def reminders_send(*, invitation_ids: list[int], now: dt.datetime | None = None)
     sent = 0
     previous = {i.pk: (i.reminders_sent, i.last_reminded_at) for i in candidates}
     by_pk = {i.pk: i for i in candidates}
+    messages = InvitationMessages()
     try:
         for owed, ids in by_owed.items():
             claimed = [by_pk[pk] for pk in _claim_reminders(ids, owed=owed, now=timezone.now())]
             tokens = tokens_issue(invitations=claimed)
             for invitation in claimed:
-                message = invitation_message(
+                message = messages.message(
                     invitation=invitation,
                     token=tokens[invitation.pk],
                     connection=connection,
