@@ -51,12 +51,31 @@ def _count_of(model, field: str):
 
 # --- Partners and contacts ------------------------------------------------------------------
 
+PARTNER_400 = OpenApiResponse(
+    description="Invalid input, a name another partner has (in any letter case), an unknown tier "
+    "or partner type, or an account owner who is not on the customer-success team."
+)
+CONTACT_400 = OpenApiResponse(
+    description="Invalid input, an unknown partner, a language that is not ISO 639-1, or an "
+    "email another contact has (in any letter case)."
+)
+PROGRAM_400 = OpenApiResponse(
+    description="Invalid input, a name another program has (in any letter case), an unknown "
+    "time zone, reminder days outside the response window, or bad branding or extra questions."
+)
+
 
 @extend_schema_view(
     list=extend_schema(summary="List partners"),
     retrieve=extend_schema(summary="One partner"),
-    create=extend_schema(summary="Create a partner (admins)"),
-    partial_update=extend_schema(summary="Update a partner (admins)"),
+    create=extend_schema(
+        summary="Create a partner (admins)",
+        responses={201: serializers.PartnerSerializer, 400: PARTNER_400},
+    ),
+    partial_update=extend_schema(
+        summary="Update a partner (admins)",
+        responses={200: serializers.PartnerSerializer, 400: PARTNER_400},
+    ),
     destroy=extend_schema(
         summary="Deactivate a partner (admins)",
         description="The partner is kept with its history and no longer surveyed.",
@@ -101,8 +120,14 @@ class PartnerViewSet(
 @extend_schema_view(
     list=extend_schema(summary="List contacts"),
     retrieve=extend_schema(summary="One contact"),
-    create=extend_schema(summary="Create a contact (admins)"),
-    partial_update=extend_schema(summary="Update a contact (admins)"),
+    create=extend_schema(
+        summary="Create a contact (admins)",
+        responses={201: serializers.ContactSerializer, 400: CONTACT_400},
+    ),
+    partial_update=extend_schema(
+        summary="Update a contact (admins)",
+        responses={200: serializers.ContactSerializer, 400: CONTACT_400},
+    ),
     destroy=extend_schema(summary="Deactivate a contact (admins)"),
 )
 class ContactViewSet(PartnerViewSet):
@@ -146,8 +171,14 @@ class ContactViewSet(PartnerViewSet):
 @extend_schema_view(
     list=extend_schema(summary="List programs"),
     retrieve=extend_schema(summary="One program"),
-    create=extend_schema(summary="Create a program (admins)"),
-    partial_update=extend_schema(summary="Update a program (admins)"),
+    create=extend_schema(
+        summary="Create a program (admins)",
+        responses={201: serializers.ProgramSerializer, 400: PROGRAM_400},
+    ),
+    partial_update=extend_schema(
+        summary="Update a program (admins)",
+        responses={200: serializers.ProgramSerializer, 400: PROGRAM_400},
+    ),
 )
 class ProgramViewSet(
     mixins.ListModelMixin,
@@ -386,12 +417,24 @@ class FollowUpEventViewSet(viewsets.ReadOnlyModelViewSet):
     create=extend_schema(
         summary="Log a change",
         request=serializers.ChangeCreateSerializer,
-        responses={201: serializers.ChangeSerializer},
+        responses={
+            201: serializers.ChangeSerializer,
+            400: OpenApiResponse(
+                description="Invalid input, an owner who is not on the customer-success team, "
+                "or an unknown follow-up id (nothing is written)."
+            ),
+        },
     ),
     partial_update=extend_schema(
         summary="Edit a change or move its status",
         request=serializers.ChangeUpdateSerializer,
-        responses={200: serializers.ChangeSerializer},
+        responses={
+            200: serializers.ChangeSerializer,
+            400: OpenApiResponse(
+                description="Invalid input, an owner who is not on the customer-success team, "
+                "or moving a change back after partners were told it shipped."
+            ),
+        },
     ),
 )
 class ChangeViewSet(
@@ -446,7 +489,10 @@ class ChangeViewSet(
         summary="Link follow-ups",
         description="Linking a follow-up twice is a no-op; an unknown id refuses the request.",
         request=serializers.ChangeLinkSerializer,
-        responses={200: serializers.LinkResultSerializer},
+        responses={
+            200: serializers.LinkResultSerializer,
+            400: OpenApiResponse(description="An unknown follow-up id: nothing is linked."),
+        },
     )
     @action(detail=True, methods=["post"])
     def link(self, request, pk=None):
@@ -464,7 +510,12 @@ class ChangeViewSet(
         )
 
     @extend_schema(
-        summary="Mark shipped", request=None, responses={200: serializers.ChangeSerializer}
+        summary="Mark shipped",
+        request=None,
+        responses={
+            200: serializers.ChangeSerializer,
+            400: OpenApiResponse(description="Partners were already told; it stays shipped."),
+        },
     )
     @action(detail=True, methods=["post"])
     def ship(self, request, pk=None):
@@ -477,7 +528,10 @@ class ChangeViewSet(
         description="Queues one “you told us, we did” email per linked follow-up not yet told; "
         "the change must be shipped. Asking twice queues nothing new.",
         request=None,
-        responses={202: serializers.NotifyResultSerializer},
+        responses={
+            202: serializers.NotifyResultSerializer,
+            400: OpenApiResponse(description="The change is not shipped yet."),
+        },
     )
     @action(detail=True, methods=["post"])
     def notify(self, request, pk=None):
