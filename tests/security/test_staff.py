@@ -140,7 +140,9 @@ def test_staff_pages_send_the_security_headers(client, cs_agent):
 
 def _production(code: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **PRODUCTION_ENV}
-    env.pop("DATABASE_URL", None)
+    # The browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process: not in production.
+    for name in ("DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"):
+        env.pop(name, None)
     return subprocess.run(
         [sys.executable, *code],
         cwd=settings.BASE_DIR,
