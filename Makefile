@@ -62,8 +62,10 @@ test: install-dev services browser lint
 	NPS_VAR_DIR=$(CURDIR)/var/test-pg DATABASE_URL=$(TEST_DATABASE_URL) \
 	  CELERY_BROKER_URL=$(TEST_BROKER_URL) NPS_EXPECT_SERVICES=postgresql,redis \
 	  $(BIN)/pytest --create-db --durations=10
+	# The embedded pass repeats everything but the schemathesis run, which the issue asks for
+	# against PostgreSQL and which takes minutes.
 	NPS_VAR_DIR=$(CURDIR)/var/test-embedded NPS_EXPECT_SERVICES=sqlite,filesystem \
-	  $(BIN)/pytest --create-db --durations=10
+	  $(BIN)/pytest --create-db --durations=10 --deselect tests/api/test_schemathesis.py
 
 clean:
 	rm -rf var staticfiles .pytest_cache .ruff_cache
