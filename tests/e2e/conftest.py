@@ -19,6 +19,23 @@ from django.db import connection
 
 from nps_project.celery import app as celery_app
 
+# A real worker process: two pool processes, none of the cluster chatter a test does not need.
+WORKER_COMMAND = [
+    sys.executable,
+    "-m",
+    "celery",
+    "-A",
+    "nps_project",
+    "worker",
+    "--loglevel",
+    "INFO",
+    "--concurrency",
+    "2",
+    "--without-heartbeat",
+    "--without-gossip",
+    "--without-mingle",
+]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -92,21 +109,7 @@ def celery_worker_process(transactional_db, smtp_sink, live_server, tmp_path):
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "nps_project",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--concurrency",
-                "2",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            WORKER_COMMAND,
             cwd=settings.BASE_DIR,
             env=env,
             stdout=log,

@@ -26,7 +26,6 @@ import importlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from email import message_from_bytes, policy
@@ -40,7 +39,7 @@ from django.utils import timezone
 from nps_project.celery import app as celery_app
 from surveys.models import Invitation
 from surveys.services import invitations_create, invitations_enqueue_due
-from tests.e2e.conftest import database_url, free_port
+from tests.e2e.conftest import WORKER_COMMAND, database_url, free_port
 from tests.factories import ContactFactory, PartnerFactory, ProgramFactory, WaveFactory
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -108,21 +107,7 @@ class Worker:
         }
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "nps_project",
-                    "worker",
-                    "--loglevel",
-                    "INFO",
-                    "--concurrency",
-                    "2",
-                    "--without-heartbeat",
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
+                WORKER_COMMAND,
                 cwd=settings.BASE_DIR,
                 env=env,
                 stdout=log,
