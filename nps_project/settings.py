@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI's files for /api/docs/, served from here (no CDN).
+    "drf_spectacular_sidecar",
     "surveys",
     "scoring",
     "followups",
@@ -274,9 +276,27 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Partner NPS API",
     "VERSION": "1.0.0",
+    # Markdown, shown at the top of /api/docs/.
     "DESCRIPTION": "Partners, contacts, programs, responses, follow-ups, changes, NPS figures "
-    "and webhooks. Authenticate with `Authorization: Token <key>`. See docs/api.md.",
+    "and webhooks for integrations. The machine-readable schema is at [/api/schema/]"
+    "(/api/schema/) (YAML; add `?format=json` for JSON); the guide is `docs/api.md`.\n\n"
+    "**Authentication.** An integration sends `Authorization: Token <key>` (in *Authorize* "
+    "here, enter `Token <key>`). Admins issue a user's token with `POST /api/v1/tokens/` (the "
+    "key is shown only in that answer) and revoke it with `DELETE /api/v1/tokens/{user_id}/`; "
+    "the integration acts with that user's role. Logged-in staff can also *Try it out* with "
+    "their session. No credentials or an unknown token: 401; a role that does not allow it: "
+    "403.\n\n"
+    "**Errors** have one shape: `{\"error\": {\"code\", \"message\", \"fields\"}}` "
+    "(`fields`: the messages per input field).\n\n"
+    "**Lists** are page-numbered (`page`, `page_size`) except responses and follow-up events "
+    "(cursors: follow `next`); `ordering` takes the fields each list names, comma-separated, "
+    "`-` for descending.",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ (api/docs.py): Swagger UI from drf-spectacular-sidecar, nothing from a CDN; no
+    # online validator badge (an image from validator.swagger.io).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     # Several models have a "status" or "category": name each choice set once.

@@ -1,5 +1,7 @@
 """Authentication, roles, throttling, error shape, and the schema."""
 
+import re
+
 import pytest
 from django.conf import settings
 from django.core.management import call_command
@@ -14,6 +16,12 @@ from tests.factories import PASSWORD, PartnerFactory
 pytestmark = pytest.mark.django_db
 
 PARTNERS = "/api/v1/partners/"
+
+
+def csp_of(answer) -> dict[str, list[str]]:
+    """The answer's Content-Security-Policy as {directive: [sources]}."""
+    directives = (d.split() for d in answer["Content-Security-Policy"].split(";") if d.strip())
+    return {name: sources for name, *sources in directives}
 
 
 def test_anonymous_request_is_401_with_a_token_challenge():
@@ -161,10 +169,38 @@ def test_no_schema_component_exposes_a_token_hash_or_secret_outside_creation(cli
             assert name in {"TokenCreated", "NpsGroup"}, name  # NpsGroup's key is a group key
 
 
-def test_docs_page_lists_the_operations(client):
+def test_docs_page_is_swagger_ui_from_this_site_with_no_inline_script(client):
     answer = client.get("/api/docs/")
     assert answer.status_code == 200
-    assert "GET /api/v1/nps/" in answer.content.decode()
+    html = answer.content.decode()
+    assert '<div id="swagger-ui"></div>' in html
+    scripts = re.findall(r"<script[^>]*>", html)
+    assert scripts == [
+        '<script src="/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js">',
+        '<script src="/static/drf_spectacular_sidecar/swagger-ui-dist/'
+        'swagger-ui-standalone-preset.js">',
+        '<script src="/api/docs/?script=">',
+    ]
+    assert "//" not in html.replace("<!DOCTYPE html>", "")  # no other origin, no CDN
+    assert "no-store" in answer["Cache-Control"]
+
+    script = client.get("/api/docs/?script=")
+    assert script.status_code == 200
+    assert script["Content-Type"] == "application/javascript"
+    assert 'url: "/api/schema/"' in script.content.decode()
+    assert '"validatorUrl": null' in script.content.decode()  # no badge from validator.swagger.io
+    assert "no-store" in script["Cache-Control"]  # it carries the CSRF token
+
+
+def test_the_docs_page_narrows_the_sites_csp_and_loosens_nothing(client):
+    docs = csp_of(client.get("/api/docs/"))
+    site = csp_of(client.get("/login/"))
+    assert docs["script-src"] == site["script-src"] == ["'self'"]
+    assert docs["img-src"] == ["'self'", "data:"]
+    assert site["img-src"] == ["'self'", "data:", "https:"]
+    assert {k: v for k, v in docs.items() if k != "img-src"} == {
+        k: v for k, v in site.items() if k != "img-src"
+    }
 
 
 def test_huge_ids_are_400_not_500(api, admin_user):
