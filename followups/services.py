@@ -284,7 +284,7 @@ def followups_link_next_response(*, response: Response) -> int:
 def followup_for_response(
     *,
     response: Response,
-    revised_from: tuple | None = None,
+    revised_from: int | None = None,
     now: dt.datetime | None = None,
     sla_from: dt.datetime | None = None,
     repair: bool = False,
@@ -293,22 +293,23 @@ def followup_for_response(
 
     Ordered rules, first match wins; a detractor that no rule matches still gets a follow-up
     with the calendar's default SLA. Idempotent: a second call for the same response returns the
-    existing follow-up (and notes a revised answer on it). Called inside ``response_submit``'s
-    transaction, and by the reconciliation sweep. On a first answer it also notes the answer on a
-    "no response" follow-up of the same invitation, and links the answer as the next response of
-    the contact's earlier follow-ups (not when ``repair``-ing: that was done then). Due times
-    count in business hours from ``sla_from`` (default ``now``), so a follow-up repaired late is
-    due when it would have been.
+    existing follow-up (and notes a revised answer on it: ``revised_from`` is the score before the
+    revision). Called by ``surveys.services.response_settle`` and by the reconciliation sweep.
+    On a first answer it also notes the answer on a "no response" follow-up of the same
+    invitation, and links the answer as the next response of the contact's earlier follow-ups
+    (not when ``repair``-ing: that was done then). Due times count in business hours from
+    ``sla_from`` (default ``now``), so a follow-up repaired or settled late is due when it would
+    have been.
     """
     now = now or timezone.now()
     sla_from = sla_from or now
     existing = FollowUp.objects.filter(response=response).first()
     if existing is not None:
-        if revised_from is not None and revised_from != (response.score, response.comment):
+        if revised_from is not None:
             FollowUpEvent.objects.create(
                 followup=existing,
                 kind=FollowUpEvent.Kind.RESPONSE_EDITED,
-                old_value=str(revised_from[0]),
+                old_value=str(revised_from),
                 new_value=str(response.score),
                 note=response.comment,
                 created_at=now,
@@ -343,11 +344,15 @@ def followups_reconcile(*, limit: int = 1000) -> int:
     Returns how many were created.
 
     The ids are read first: iterating a cursor over the table being repaired is undefined on
-    SQLite. Each repair has its own transaction; one that a concurrent ``response_submit`` got to
-    first is skipped.
+    SQLite. Each repair has its own transaction; one that a concurrent settle got to first is
+    skipped. Answers not settled yet are ``surveys.services.responses_settle_pending``'s.
     """
     missing = list(
-        Response.objects.filter(category=Response.Category.DETRACTOR, followup__isnull=True)
+        Response.objects.filter(
+            category=Response.Category.DETRACTOR,
+            followup__isnull=True,
+            settle_state=Response.SettleState.DONE,
+        )
         .order_by("pk")
         .values_list("pk", flat=True)[:limit]
     )

@@ -196,6 +196,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # The beat schedule is versioned here. Each entry is a thin tick that fans out small tasks.
 CELERY_BEAT_SCHEDULE = {
     "surveys-tick": {"task": "surveys.tasks.run_survey_tick", "schedule": crontab()},
+    # Each answer's follow-up and webhook are queued after its commit; this is the backstop.
+    "surveys-settle": {"task": "surveys.tasks.settle_pending_responses", "schedule": crontab()},
     "surveys-reconcile": {
         "task": "surveys.tasks.reconcile_surveys",
         "schedule": crontab(minute="*/5"),

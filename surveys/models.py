@@ -388,6 +388,11 @@ class Response(models.Model):
         PASSIVE = "passive", _("Passive")
         DETRACTOR = "detractor", _("Detractor")
 
+    class SettleState(models.TextChoices):
+        NEW = "new", _("New answer, not settled yet")
+        REVISED = "revised", _("Revised answer, not settled yet")
+        DONE = "done", _("Settled")
+
     invitation = models.OneToOneField(Invitation, on_delete=models.CASCADE, related_name="response")
     # Denormalised from the invitation so reports aggregate one table.
     wave = models.ForeignKey(Wave, on_delete=models.CASCADE, related_name="responses")
@@ -413,6 +418,14 @@ class Response(models.Model):
     )
     submitted_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # What the answer's last write left to do after the partner's request: its follow-up, the
+    # ``response.created`` webhook, the note on a revised answer (``surveys.services.
+    # response_settle``, run by a task after commit and by the sweep as a backstop).
+    settle_state = models.CharField(
+        max_length=8, choices=SettleState.choices, default=SettleState.NEW, editable=False
+    )
+    # The score before an unsettled revision (for the note on its follow-up); else null.
+    previous_score = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-submitted_at"]
@@ -438,6 +451,12 @@ class Response(models.Model):
             models.Index(
                 fields=["program", "tier", "submitted_at", "category"],
                 name="surveys_resp_prog_tier_time",
+            ),
+            # Serves the settle sweep: the few answers whose after-commit work has not run.
+            models.Index(
+                fields=["updated_at"],
+                condition=~Q(settle_state="done"),
+                name="surveys_resp_unsettled",
             ),
         ]
 

@@ -753,7 +753,12 @@ def invitation_for_token(token: str) -> Invitation | None:
     if not isinstance(token, str) or not token.isascii() or not looks_like_token(token):
         return None
     return (
-        Invitation.objects.select_related("wave__program", "contact__partner", "response")
+        Invitation.objects.select_related(
+            "wave__program",
+            "contact__partner__tier",
+            "contact__partner__partner_type",
+            "response",
+        )
         .filter(tokens__token_hash=hash_token(token))
         .first()
     )
@@ -807,7 +812,239 @@ def _validated_answers(program: Program, answers) -> dict[str, str]:
     return cleaned
 
 
-@transaction.atomic
+def _answer_row(
+    invitation: Invitation,
+    *,
+    score: int,
+    comment: str,
+    answers: dict[str, str],
+    wants_contact: bool,
+    now: dt.datetime,
+) -> dict:
+    """The columns of a first answer to ``invitation``: the partner's segment as it is now."""
+    partner = invitation.contact.partner
+    return {
+        "invitation": invitation.pk,
+        "wave": invitation.wave_id,
+        "program": invitation.wave.program_id,
+        "partner": partner.pk,
+        "contact": invitation.contact_id,
+        "score": score,
+        "category": score_category(score),
+        "comment": comment,
+        "answers": answers,
+        "wants_contact": wants_contact,
+        "language": supported_language(invitation.contact.language),
+        "tier": partner.tier.name,
+        "partner_type": partner.partner_type.name,
+        "region": partner.region,
+        "account_owner": partner.account_owner_id,
+        "submitted_at": now,
+        "updated_at": now,
+        "settle_state": Response.SettleState.NEW,
+        "previous_score": None,
+    }
+
+
+@functools.cache
+def _upsert_sql(vendor: str) -> str:
+    """One statement that writes a first answer or revises the existing one, only while the
+    wave takes answers (no row comes back when it does not).
+
+    A revision keeps the segment and submission time of the first answer, and marks the row for
+    settling ("revised", keeping the score it had when it was last settled) unless it changes
+    neither score nor comment; an unsettled first answer stays "new". ``INSERT … SELECT …
+    WHERE … ON CONFLICT … RETURNING`` is understood alike by PostgreSQL and SQLite 3.35+.
+    """
+    table = Response._meta.db_table
+    wave_table = Wave._meta.db_table
+    columns = ", ".join(Response._meta.get_field(name).column for name in _answer_row_fields())
+    placeholders = ", ".join(["%s"] * len(_answer_row_fields()))
+    new, revised = Response.SettleState.NEW.value, Response.SettleState.REVISED.value
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {placeholders} "  # noqa: S608
+        f"WHERE EXISTS (SELECT 1 FROM {wave_table} WHERE id = %s AND status = %s "
+        "AND opens_at <= %s AND closes_at > %s) "
+        "ON CONFLICT (invitation_id) DO UPDATE SET "
+        "score = excluded.score, category = excluded.category, comment = excluded.comment, "
+        "answers = excluded.answers, wants_contact = excluded.wants_contact, "
+        "updated_at = excluded.updated_at, "
+        f"previous_score = CASE {table}.settle_state WHEN '{new}' THEN NULL "
+        f"WHEN '{revised}' THEN {table}.previous_score ELSE {table}.score END, "
+        f"settle_state = CASE WHEN {table}.settle_state = '{new}' THEN '{new}' "
+        f"WHEN {table}.score = excluded.score AND {table}.comment = excluded.comment "
+        f"THEN {table}.settle_state ELSE '{revised}' END "
+        "RETURNING id"
+    )
+
+
+def _answer_row_fields() -> tuple[str, ...]:
+    return (
+        "invitation",
+        "wave",
+        "program",
+        "partner",
+        "contact",
+        "score",
+        "category",
+        "comment",
+        "answers",
+        "wants_contact",
+        "language",
+        "tier",
+        "partner_type",
+        "region",
+        "account_owner",
+        "submitted_at",
+        "updated_at",
+        "settle_state",
+        "previous_score",
+    )
+
+
+def response_record(
+    *,
+    invitation: Invitation,
+    score: int | str,
+    comment: str = "",
+    answers: dict[str, str] | None = None,
+    wants_contact: bool = False,
+    now: dt.datetime | None = None,
+    settle_after_commit: bool = True,
+) -> int:
+    """Record or revise the answer to ``invitation``; returns the response's id. The partner's
+    write path: one SQL statement, its own transaction, nothing slow inline.
+
+    ``invitation`` comes with its wave, program, contact, partner, tier and partner type (as
+    ``invitation_for_token`` loads it). The statement writes only while the wave is open, and
+    two submissions at the same instant produce one response (the invitation is unique). The
+    partner's segment is recorded as it is at the first answer. What follows an answer (its
+    follow-up, the ``response.created`` webhook, the note on a revised answer) is
+    ``response_settle``'s work, queued after commit; if the queue cannot be reached the settle
+    sweep does it within minutes (``settle_after_commit=False`` leaves it to the caller). Raises
+    ``ValidationError`` for a bad score, comment or answer
+    and ``WaveClosedError`` when the wave is not open; nothing is written in either case.
+    """
+    now = now or timezone.now()
+    value = _validated_score(score)
+    comment = (comment or "").strip()
+    if len(comment) > 5000:
+        raise ValidationError({"comment": _("Please keep your answer under 5,000 characters.")})
+    cleaned_answers = _validated_answers(invitation.wave.program, answers)
+    if not invitation.wave.is_open_at(now):
+        raise WaveClosedError
+    row = _answer_row(
+        invitation,
+        score=value,
+        comment=comment,
+        answers=cleaned_answers,
+        wants_contact=bool(wants_contact),
+        now=now,
+    )
+    connection = transaction.get_connection(Response.objects.db)
+    params = [
+        Response._meta.get_field(name).get_db_prep_save(row[name], connection)
+        for name in _answer_row_fields()
+    ]
+    wave_time = Wave._meta.get_field("opens_at").get_db_prep_save(now, connection)
+    params += [invitation.wave_id, Wave.Status.OPEN, wave_time, wave_time]
+    with connection.cursor() as cursor:
+        cursor.execute(_upsert_sql(connection.vendor), params)
+        returned = cursor.fetchone()
+    if returned is None:
+        raise WaveClosedError  # it closed between loading the invitation and writing
+    response_id = returned[0]
+    if settle_after_commit:
+        transaction.on_commit(functools.partial(_settle_later, response_id), using=connection.alias)
+    return response_id
+
+
+def _settle_later(response_id: int) -> None:
+    """Queue ``response_settle``; a broker that cannot be reached is left to the sweep (the
+    answer is stored: the partner must not see an error for it)."""
+    from . import tasks
+
+    try:
+        tasks.settle_response.apply_async((response_id,), retry_policy=SETTLE_PUBLISH_RETRY)
+    except Exception:  # noqa: BLE001 - any broker failure; the sweep is the backstop
+        logger.warning(
+            "Could not queue the settling of response %s; the sweep will do it.",
+            response_id,
+            exc_info=True,
+        )
+
+
+# A partner waits for this publish: retry a moment, then leave the work to the sweep.
+SETTLE_PUBLISH_RETRY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+
+
+def response_settle(*, response_id: int, now: dt.datetime | None = None):
+    """Do what follows an answer's last write: its follow-up (rules, or being a detractor), the
+    ``response.created`` webhook for a first answer, the note on a follow-up of a revised one.
+    Returns the response's follow-up, if it has one.
+
+    Idempotent and safe to run concurrently: the response row is locked and its ``settle_state``
+    says what is left to do; a settled response is left alone. A revision written while this
+    runs waits for the lock and is settled by its own task.
+    """
+    from followups.models import FollowUp
+    from followups.services import followup_for_response
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        response = (
+            Response.objects.select_for_update(of=("self",))
+            .select_related("partner__account_owner")
+            .filter(pk=response_id)
+            .first()
+        )
+        if response is None:
+            return None  # erased since
+        state = response.settle_state
+        if state == Response.SettleState.DONE:
+            return FollowUp.objects.filter(response=response).first()
+        first = state == Response.SettleState.NEW
+        followup = followup_for_response(
+            response=response,
+            revised_from=None if first else response.previous_score,
+            now=now,
+            sla_from=response.updated_at,
+        )
+        if first:
+            from webhooks import payloads
+            from webhooks.services import event_emit
+
+            event_emit(event="response.created", payload=payloads.response_data(response))
+        Response.objects.filter(pk=response.pk).update(
+            settle_state=Response.SettleState.DONE, previous_score=None
+        )
+    return followup
+
+
+def responses_settle_pending(
+    *, older_than: dt.timedelta = dt.timedelta(minutes=1), limit: int = 1000
+) -> int:
+    """The settle sweep: settle answers whose task has not run (a broker outage, a worker
+    killed) after ``older_than``. Returns how many it settled."""
+    cutoff = timezone.now() - older_than
+    pending = list(
+        Response.objects.exclude(settle_state=Response.SettleState.DONE)
+        .filter(updated_at__lt=cutoff)
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for response_id in pending:
+        response_settle(response_id=response_id)
+    if pending:
+        logger.warning("The settle sweep settled %s answers whose task did not run", len(pending))
+    return len(pending)
+
+
 def response_submit(
     *,
     invitation_id: int,
@@ -817,75 +1054,24 @@ def response_submit(
     wants_contact: bool = False,
     now: dt.datetime | None = None,
 ) -> Response:
-    """Record or revise the answer to one invitation; a detractor gets its follow-up.
-
-    Locks the invitation row, so two submissions at the same instant produce one response. The
-    answer may be revised while the wave is open; the partner's segment is recorded as it is at
-    the first answer. ``answers`` holds the program's extra questions by key (validated against
-    ``Program.extra_questions``); ``wants_contact`` is the "please contact me" box. Raises
-    ``ValidationError`` for a bad score, comment or answer and ``WaveClosedError`` when the
-    wave is not open; nothing is written in either case.
-    """
-    from followups.services import followup_for_response
-
-    now = now or timezone.now()
-    value = _validated_score(score)
-    comment = (comment or "").strip()
-    if len(comment) > 5000:
-        raise ValidationError({"comment": _("Please keep your answer under 5,000 characters.")})
-    invitation = (
-        Invitation.objects.select_for_update(of=("self",))
-        .select_related("wave__program", "contact__partner__tier", "contact__partner__partner_type")
-        .get(pk=invitation_id)
-    )
-    cleaned_answers = _validated_answers(invitation.wave.program, answers)
-    wants_contact = bool(wants_contact)
-    if not invitation.wave.is_open_at(now):
-        raise WaveClosedError
-    partner = invitation.contact.partner
-    category = score_category(value)
-    response = Response.objects.filter(invitation=invitation).first()
-    if response is None:
-        response = Response.objects.create(
+    """Record or revise the answer to one invitation and settle it at once, in one transaction:
+    for callers other than the partner's form (the demo, scripts, tests), who want the
+    follow-up there when it returns. Same rules and errors as ``response_record``."""
+    invitation = Invitation.objects.select_related(
+        "wave__program", "contact__partner__tier", "contact__partner__partner_type"
+    ).get(pk=invitation_id)
+    with transaction.atomic():
+        response_id = response_record(
             invitation=invitation,
-            wave=invitation.wave,
-            program_id=invitation.wave.program_id,
-            partner=partner,
-            contact=invitation.contact,
-            score=value,
-            category=category,
+            score=score,
             comment=comment,
-            answers=cleaned_answers,
+            answers=answers,
             wants_contact=wants_contact,
-            language=supported_language(invitation.contact.language),
-            tier=partner.tier.name,
-            partner_type=partner.partner_type.name,
-            region=partner.region,
-            account_owner_id=partner.account_owner_id,
-            submitted_at=now,
+            now=now,
+            settle_after_commit=False,
         )
-        revised_from = None
-    else:
-        revised_from = (response.score, response.comment)
-        response.score, response.category, response.comment = value, category, comment
-        response.answers, response.wants_contact = cleaned_answers, wants_contact
-        response.save(
-            update_fields=[
-                "score",
-                "category",
-                "comment",
-                "answers",
-                "wants_contact",
-                "updated_at",
-            ]
-        )
-    followup_for_response(response=response, revised_from=revised_from, now=now)
-    if revised_from is None:
-        from webhooks import payloads
-        from webhooks.services import event_emit
-
-        event_emit(event="response.created", payload=payloads.response_data(response))
-    return response
+        response_settle(response_id=response_id, now=now)
+    return Response.objects.select_related("followup").get(pk=response_id)
 
 
 # --- Contacts -------------------------------------------------------------------------------

@@ -55,6 +55,18 @@ def send_reminders(invitation_ids: list[int]) -> int:
     return services.reminders_send(invitation_ids=invitation_ids)
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def settle_response(response_id: int) -> None:
+    """After an answer's commit: its follow-up, webhook and revision note."""
+    services.response_settle(response_id=response_id)
+
+
+@shared_task
+def settle_pending_responses() -> int:
+    """Beat, every minute: settle the answers whose task did not run (the backstop)."""
+    return services.responses_settle_pending()
+
+
 @shared_task
 def reconcile_surveys() -> int:
     """Beat, every five minutes: put invitations stuck in flight back in the queue."""

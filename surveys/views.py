@@ -4,25 +4,30 @@ unsubscribe page. Partners have no account; the token in the link is their only 
 - A GET or HEAD changes nothing at all, not even a "first opened" stamp: mail security scanners
   open every link in an email.
 - Every outcome is a page written for a person: an unknown link is a 404, a closed survey a 410,
-  a survey not open yet a 403, a bad answer a 400 that shows the form again; never a 500.
+  a survey not open yet a 403, a bad answer a 400 that shows the form again, a database outage a
+  503 that says nothing was saved and sends the same answer again with one button; never a 500.
 - Pages are rendered in the contact's language and the program's time zone, are not cached or
   indexed, load nothing from other sites, and do not leak the link in a ``Referer`` header.
 
 Views are thin: ``ResponseForm`` checks the input, ``surveys.services`` reads the token and writes
-the answer or the opt-out.
+the answer (``response_record``: one statement; its follow-up comes after commit) or the opt-out.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import zoneinfo
 from urllib.parse import urlencode
 
 from csp.decorators import csp_replace
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 from django.http import Http404, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -34,6 +39,8 @@ from nps_project.security import link_rate_limit
 from . import branding, services
 from .forms import BAND_PROMPTS, SCORES, ResponseForm, band_of, parse_score, why_prompt
 from .models import Invitation, Program, Response, Wave
+
+logger = logging.getLogger(__name__)
 
 OPEN, NOT_OPEN_YET, CLOSED = "open", "not-open-yet", "closed"
 
@@ -56,13 +63,50 @@ def partner_page(view):
     @csp_replace(PARTNER_CSP)
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
-        response = view(request, *args, **kwargs)
+        try:
+            response = view(request, *args, **kwargs)
+        except DatabaseError:
+            logger.exception("The database failed during a partner page; answered 503")
+            response = _try_again(request)
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Robots-Tag"] = "noindex, nofollow"
         return response
 
     return wrapped
+
+
+def _try_again(request) -> HttpResponse:
+    """The page for a database outage (a restart, a fail-over): 503 with ``Retry-After``, saying
+    that nothing was saved. A POST's fields come back as hidden inputs, so one button sends the
+    same answer again. Rendered without the database (no context processors, no branding)."""
+    fields = []
+    if request.method == "POST":
+        fields = [
+            (name, value)
+            for name, values in request.POST.lists()
+            if name != "csrfmiddlewaretoken"
+            for value in values
+        ]
+    language = translation.get_language_from_request(request)
+    if services.supported_language(language) != language:
+        language = settings.LANGUAGE_CODE
+    with translation.override(language):
+        html = render_to_string(
+            "surveys/try_again.html",
+            {
+                "fields": fields,
+                "action": request.get_full_path(),
+                "csrf_token": get_token(request),
+                "LANGUAGE_CODE": language,
+            },
+        )
+    response = HttpResponse(html, status=503)
+    response.headers["Retry-After"] = "30"
+    response.headers["Content-Language"] = language
+    if fields:
+        response.headers["Referrer-Policy"] = FORM_REFERRER_POLICY
+    return response
 
 
 def _program_zone(program) -> zoneinfo.ZoneInfo:
@@ -209,8 +253,8 @@ def respond(request, token: str):
         form = ResponseForm(request.POST, program=program, why_prompt=program.why_prompt)
         if form.is_valid():
             try:
-                services.response_submit(
-                    invitation_id=invitation.pk,
+                services.response_record(
+                    invitation=invitation,
                     score=form.cleaned_data["score"],
                     comment=form.cleaned_data["comment"],
                     answers=form.answers(),
@@ -220,7 +264,7 @@ def respond(request, token: str):
                 for field, messages in exc.message_dict.items():
                     form.add_error(field if field in form.fields else None, messages)
             except services.WaveClosedError:
-                # The wave closed between loading the invitation and locking it.
+                # The wave closed between loading the invitation and writing the answer.
                 return _unavailable(request, invitation, token, CLOSED)
             else:
                 _language, override = _display_language(request, invitation)

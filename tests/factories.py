@@ -107,7 +107,8 @@ class InvitationFactory(factory.django.DjangoModelFactory):
 
 
 class ResponseFactory(factory.django.DjangoModelFactory):
-    """A response written directly (no follow-up is created: use response_submit for that)."""
+    """A response written directly, as if settled (no follow-up is created: use response_submit
+    for that, or ``settle_state=NEW`` for an answer whose after-commit work has not run)."""
 
     class Meta:
         model = Response
@@ -123,6 +124,7 @@ class ResponseFactory(factory.django.DjangoModelFactory):
     tier = factory.LazyAttribute(lambda r: r.partner.tier.name)
     partner_type = factory.LazyAttribute(lambda r: r.partner.partner_type.name)
     region = factory.LazyAttribute(lambda r: r.partner.region)
+    settle_state = Response.SettleState.DONE
 
 
 class FollowUpFactory(factory.django.DjangoModelFactory):

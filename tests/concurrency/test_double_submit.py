@@ -1,6 +1,8 @@
 """Two (or more) submissions of the same invitation at the same instant, over real HTTP against
-the live server, from threads: one response, one follow-up, no 5xx. Runs on the configured
-database (SQLite in WAL mode with IMMEDIATE transactions, or PostgreSQL with a row lock)."""
+the live server, from threads: one response, no 5xx. Then the answer's settling run from as many
+threads at once (a task delivered several times): one follow-up. Runs on the configured database
+(SQLite in WAL mode with IMMEDIATE transactions, or PostgreSQL: one INSERT … ON CONFLICT, and a
+row lock for the settling)."""
 
 import re
 import threading
@@ -11,7 +13,7 @@ from django.urls import reverse
 
 from followups.models import FollowUp
 from surveys.models import Response
-from surveys.services import token_issue
+from surveys.services import response_settle, token_issue
 from tests.factories import InvitationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -63,6 +65,27 @@ def test_simultaneous_submissions_of_one_invitation_give_one_response_and_one_fo
 
         # Every submission was taken (the first creates, the others revise), none failed.
         assert statuses == [302] * THREADS
-        assert Response.objects.filter(invitation=invitation).count() == 1
-        assert FollowUp.objects.filter(invitation=invitation).count() == 1
+        response = Response.objects.get(invitation=invitation)
+
+        settles = [
+            threading.Thread(target=_settle, args=(response.pk, start)) for _ in range(THREADS)
+        ]
+        for thread in settles:
+            thread.start()
+        for thread in settles:
+            thread.join(timeout=60)
+        followup = FollowUp.objects.get(invitation=invitation)
+        assert followup.response_id == response.pk
+        response.refresh_from_db()
+        assert response.settle_state == Response.SettleState.DONE
     assert Response.objects.count() == FollowUp.objects.count() == INVITATIONS
+
+
+def _settle(response_id: int, start: threading.Barrier) -> None:
+    from django.db import connection
+
+    try:
+        start.wait()
+        response_settle(response_id=response_id)
+    finally:
+        connection.close()

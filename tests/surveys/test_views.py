@@ -244,13 +244,40 @@ def test_revising_the_answer_updates_the_same_response(client, invitation, token
     assert response.submitted_at == first.submitted_at
 
 
-def test_a_detractor_answer_creates_exactly_one_followup(client, token):
-    client.post(respond_url(token), {"score": "3", "comment": "Support takes days"})
-    client.post(respond_url(token), {"score": "1", "comment": "Worse than I said"})
+def test_a_detractor_answer_creates_exactly_one_followup(client, token, after_commit):
+    with after_commit():
+        client.post(respond_url(token), {"score": "3", "comment": "Support takes days"})
+    with after_commit():
+        client.post(respond_url(token), {"score": "1", "comment": "Worse than I said"})
 
     followup = FollowUp.objects.get()
     assert followup.response == Response.objects.get()
     assert followup.response.score == 1
+    assert followup.response.settle_state == Response.SettleState.DONE
+    edited = followup.events.get(kind=FollowUpEvent.Kind.RESPONSE_EDITED)
+    assert (edited.old_value, edited.new_value, edited.note) == ("3", "1", "Worse than I said")
+
+
+def test_the_answer_is_stored_in_one_statement_and_its_followup_comes_after_commit(
+    client, token, django_assert_num_queries, django_capture_on_commit_callbacks
+):
+    """The partner's write path: the token lookup and one INSERT … ON CONFLICT, in autocommit
+    (one transaction); the follow-up is queued for after the commit."""
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        with django_assert_num_queries(2):
+            answer = client.post(respond_url(token), {"score": "2", "comment": "Slow"})
+    assert answer.status_code == 302
+    response = Response.objects.get()
+    assert (response.score, response.category, response.comment) == (2, "detractor", "Slow")
+    assert response.settle_state == Response.SettleState.NEW
+    assert not FollowUp.objects.exists()
+    assert len(queued) == 1
+
+    with django_capture_on_commit_callbacks(execute=False):
+        with django_assert_num_queries(2):
+            client.post(respond_url(token), {"score": "4", "comment": "Slow, but better"})
+    response.refresh_from_db()
+    assert (response.score, response.settle_state, response.previous_score) == (4, "new", None)
 
 
 def test_an_answered_survey_shows_the_answer_and_until_when_it_can_change(

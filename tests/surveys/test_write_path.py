@@ -1,0 +1,223 @@
+"""The partner's write path and what follows it: ``response_record`` writes the answer in one
+statement; ``response_settle`` (a task after commit, the sweep as backstop) gives it its
+follow-up, its ``response.created`` webhook and the note on a revised answer, once.
+
+A database outage is a real one here: the connection is pointed at a server that is not there.
+"""
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from followups.models import FollowUp, FollowUpEvent
+from surveys.models import Invitation, Response, Wave
+from surveys.services import (
+    WaveClosedError,
+    invitation_for_token,
+    response_record,
+    response_settle,
+    responses_settle_pending,
+    token_issue,
+)
+from tests.factories import InvitationFactory
+from webhooks.models import Delivery
+from webhooks.services import subscription_create
+
+pytestmark = pytest.mark.django_db
+
+SettleState = Response.SettleState
+
+
+@pytest.fixture
+def token():
+    return token_issue(invitation=InvitationFactory())
+
+
+def record(token, score, comment="", **kwargs) -> int:
+    """Answer as the form does: the invitation as the link loads it, nothing settled yet."""
+    return response_record(
+        invitation=invitation_for_token(token),
+        score=score,
+        comment=comment,
+        settle_after_commit=False,
+        **kwargs,
+    )
+
+
+def test_a_first_answer_is_settled_once_however_often_its_task_runs(token, admin_user):
+    subscription_create(
+        url="https://crm.example.com/hook", events=["response.created"], by=admin_user
+    )
+    response_id = record(token, 2, "Slow")
+    assert Response.objects.get(pk=response_id).settle_state == SettleState.NEW
+
+    first = response_settle(response_id=response_id)
+    again = response_settle(response_id=response_id)
+
+    assert first == again == FollowUp.objects.get()
+    assert first.response_id == response_id
+    assert Response.objects.get(pk=response_id).settle_state == SettleState.DONE
+    delivery = Delivery.objects.get()
+    assert delivery.event == "response.created"
+    assert delivery.payload["data"]["score"] == 2
+
+
+def test_a_revision_is_noted_on_the_followup_with_the_score_it_replaced(token):
+    response_id = record(token, 3, "Slow")
+    response_settle(response_id=response_id)
+
+    record(token, 5, "Slow, but better")
+    record(token, 1, "Worse than I said")
+    response = Response.objects.get(pk=response_id)
+    # Two revisions before a settle: the score it replaces is the last settled one.
+    assert (response.settle_state, response.previous_score) == (SettleState.REVISED, 3)
+
+    response_settle(response_id=response_id)
+    followup = FollowUp.objects.get()
+    edited = followup.events.get(kind=FollowUpEvent.Kind.RESPONSE_EDITED)
+    assert (edited.old_value, edited.new_value, edited.note) == ("3", "1", "Worse than I said")
+    response.refresh_from_db()
+    assert (response.settle_state, response.previous_score) == (SettleState.DONE, None)
+    assert Delivery.objects.count() == 0
+
+
+def test_sending_the_same_answer_again_leaves_it_settled(token):
+    response_id = record(token, 3, "Slow")
+    response_settle(response_id=response_id)
+
+    record(token, 3, "Slow")
+
+    response = Response.objects.get(pk=response_id)
+    assert response.settle_state == SettleState.DONE
+    assert not FollowUpEvent.objects.filter(kind=FollowUpEvent.Kind.RESPONSE_EDITED).exists()
+
+
+def test_a_passive_revised_to_a_detractor_gets_its_followup_then(token):
+    response_id = record(token, 8, "Fine")
+    assert response_settle(response_id=response_id) is None
+
+    record(token, 4, "Actually, support is slow")
+    followup = response_settle(response_id=response_id)
+
+    assert followup.response_id == response_id
+    assert FollowUp.objects.count() == 1
+
+
+def test_the_revision_keeps_the_segment_and_time_of_the_first_answer(token):
+    first_at = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
+    invitation = invitation_for_token(token)
+    invitation.wave.opens_at = first_at - dt.timedelta(days=1)
+    invitation.wave.closes_at = first_at + dt.timedelta(days=30)
+    invitation.wave.save()
+    response_id = record(token, 9, "Great", now=first_at)
+    tier = Response.objects.get(pk=response_id).tier
+    partner = invitation.contact.partner
+    partner.tier = type(partner.tier).objects.create(name="Diamond (test)", rank=99)
+    partner.save()
+
+    record(token, 6, "Less great", now=first_at + dt.timedelta(days=2))
+
+    response = Response.objects.get(pk=response_id)
+    assert (response.score, response.category, response.tier) == (6, "detractor", tier)
+    assert response.submitted_at == first_at
+    assert response.updated_at == first_at + dt.timedelta(days=2)
+
+
+def test_nothing_is_written_once_the_wave_has_closed_in_the_database(token):
+    invitation = invitation_for_token(token)  # loaded while open
+    Wave.objects.filter(pk=invitation.wave_id).update(status=Wave.Status.CLOSED)
+
+    with pytest.raises(WaveClosedError):
+        response_record(invitation=invitation, score=3, settle_after_commit=False)
+    assert not Response.objects.exists()
+
+
+def test_the_sweep_settles_answers_whose_task_did_not_run(token):
+    answered = timezone.now()
+    with time_machine.travel(answered, tick=False):
+        lost = record(token, 1, "Nobody called")
+        recent = record(token_issue(invitation=InvitationFactory()), 0, "Just now")
+    Response.objects.filter(pk=recent).update(updated_at=answered + dt.timedelta(seconds=50))
+
+    with time_machine.travel(answered + dt.timedelta(minutes=1, seconds=30), tick=False):
+        assert responses_settle_pending() == 1
+        assert responses_settle_pending() == 0
+
+    followup = FollowUp.objects.get()
+    assert followup.response_id == lost
+    assert Response.objects.get(pk=recent).settle_state == SettleState.NEW
+
+
+# --- A database outage ------------------------------------------------------------------------
+
+
+class Outage:
+    """Points the connection at a database server that is not there (a real connection
+    failure), and back. For ``transaction=True`` tests: a test's own transaction would be lost."""
+
+    def __init__(self):
+        self.saved = dict(connection.settings_dict)
+
+    def start(self):
+        connection.close()
+        if connection.vendor == "sqlite":
+            connection.settings_dict["NAME"] = "/nonexistent-directory/nps.sqlite3"
+        else:
+            connection.settings_dict["PORT"] = "1"
+
+    def end(self):
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(self.saved)
+
+
+@pytest.fixture
+def outage():
+    outage = Outage()
+    yield outage
+    outage.end()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_sent_while_the_database_is_down_gets_a_retry_page_and_is_not_lost(
+    client, outage, settings
+):
+    settings.RATELIMIT_ENABLE = False
+    invitation = InvitationFactory()
+    token = token_issue(invitation=invitation)
+    url = reverse("surveys:respond", args=[token])
+    answer = {"score": "3", "comment": 'Support is "slow" <really>', "wants_contact": "on"}
+
+    outage.start()
+    page = client.post(url, answer)
+
+    assert page.status_code == 503
+    assert page.headers["Retry-After"] == "30"
+    html = page.content.decode()
+    assert "We could not save your answer just now" in html
+    assert '<input type="hidden" name="score" value="3">' in html
+    assert (
+        '<input type="hidden" name="comment" value="Support is &quot;slow&quot; &lt;really&gt;">'
+        in html
+    )
+    assert '<input type="hidden" name="wants_contact" value="on">' in html
+    assert f'action="{url}"' in html
+    reload = client.get(url)
+    assert reload.status_code == 503
+    assert "Please reload this page in a minute" in reload.content.decode()
+
+    outage.end()
+    again = client.post(url, answer)
+
+    assert again.status_code == 302
+    response = Response.objects.get(invitation=invitation)
+    assert (response.score, response.comment, response.wants_contact) == (
+        3,
+        'Support is "slow" <really>',
+        True,
+    )
+    assert Invitation.objects.count() == 1
