@@ -221,3 +221,17 @@ def test_an_answer_sent_while_the_database_is_down_gets_a_retry_page_and_is_not_
         True,
     )
     assert Invitation.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_retry_page_is_in_the_browsers_language(client, outage, settings):
+    settings.RATELIMIT_ENABLE = False
+    token = token_issue(invitation=InvitationFactory())
+    url = reverse("surveys:respond", args=[token])
+
+    outage.start()
+    page = client.post(url, {"score": "9"}, HTTP_ACCEPT_LANGUAGE="de")
+
+    assert page.status_code == 503
+    assert page.headers["Content-Language"] == "de"
+    assert "Antwort erneut senden" in page.content.decode()
