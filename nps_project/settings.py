@@ -107,6 +107,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+        "DATABASE_PREPARED_STATEMENTS", default=True
+    ):
+        # Server-side binding, and a statement prepared after its fifth run on a connection
+        # (Django turns psycopg's preparing off by default), so the partner's pages are not
+        # planned again on every request: the survey link's lookup joins eight tables and
+        # planning it costs ~25x executing it. Set DATABASE_PREPARED_STATEMENTS=false behind a
+        # PgBouncer in transaction mode without max_prepared_statements.
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            {"server_side_binding": True, "prepare_threshold": 5}
+        )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -196,8 +207,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # The beat schedule is versioned here. Each entry is a thin tick that fans out small tasks.
 CELERY_BEAT_SCHEDULE = {
     "surveys-tick": {"task": "surveys.tasks.run_survey_tick", "schedule": crontab()},
-    # Each answer's follow-up and webhook are queued after its commit; this is the backstop.
-    "surveys-settle": {"task": "surveys.tasks.settle_pending_responses", "schedule": crontab()},
+    # The answers' follow-ups and webhooks: the form's write path only marks the row.
+    "surveys-settle": {
+        "task": "surveys.tasks.settle_responses",
+        "schedule": env.float("NPS_SETTLE_INTERVAL_SECONDS", default=5.0),
+    },
     "surveys-reconcile": {
         "task": "surveys.tasks.reconcile_surveys",
         "schedule": crontab(minute="*/5"),
@@ -409,6 +423,9 @@ else:
 RATELIMIT_ENABLE = env.bool("NPS_RATE_LIMIT_ENABLE", default=True)
 NPS_LINK_READ_RATE = env.str("NPS_LINK_READ_RATE", default="120/m")
 NPS_LINK_WRITE_RATE = env.str("NPS_LINK_WRITE_RATE", default="30/m")
+
+# bench/load.py's ceiling views under /bench/ (nps_project/bench_views.py). Never in production.
+NPS_BENCH_VIEWS = env.bool("NPS_BENCH_VIEWS", default=False)
 SILENCED_SYSTEM_CHECKS = [
     # django-ratelimit knows django-redis, not Django's own RedisCache, whose incr is Redis's
     # atomic INCR; and the memory cache is per process, which the demo and tests accept.

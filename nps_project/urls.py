@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -17,3 +18,6 @@ urlpatterns = [
     path("outbox/", outbox.outbox_list, name="outbox"),
     path("outbox/<str:name>/", outbox.outbox_message, name="outbox-message"),
 ]
+
+if settings.NPS_BENCH_VIEWS:  # bench/load.py's ceilings; never in production
+    urlpatterns.append(path("bench/", include("nps_project.bench_views")))

@@ -910,20 +910,20 @@ def response_record(
     answers: dict[str, str] | None = None,
     wants_contact: bool = False,
     now: dt.datetime | None = None,
-    settle_after_commit: bool = True,
 ) -> int:
     """Record or revise the answer to ``invitation``; returns the response's id. The partner's
-    write path: one SQL statement, its own transaction, nothing slow inline.
+    write path: one SQL statement in its own transaction, nothing slow inline, no broker call.
 
     ``invitation`` comes with its wave, program, contact, partner, tier and partner type (as
     ``invitation_for_token`` loads it). The statement writes only while the wave is open, and
     two submissions at the same instant produce one response (the invitation is unique). The
     partner's segment is recorded as it is at the first answer. What follows an answer (its
     follow-up, the ``response.created`` webhook, the note on a revised answer) is
-    ``response_settle``'s work, queued after commit; if the queue cannot be reached the settle
-    sweep does it within minutes (``settle_after_commit=False`` leaves it to the caller). Raises
-    ``ValidationError`` for a bad score, comment or answer
-    and ``WaveClosedError`` when the wave is not open; nothing is written in either case.
+    ``response_settle``'s work: the row is left marked "new" or "revised" (an outbox in the
+    table itself) and the settle tick takes it within seconds, so an answer is never lost to a
+    broker outage and the partner never waits for one. Raises ``ValidationError`` for a bad
+    score, comment or answer and ``WaveClosedError`` when the wave is not open; nothing is
+    written in either case.
     """
     now = now or timezone.now()
     value = _validated_score(score)
@@ -953,44 +953,21 @@ def response_record(
         returned = cursor.fetchone()
     if returned is None:
         raise WaveClosedError  # it closed between loading the invitation and writing
-    response_id = returned[0]
-    if settle_after_commit:
-        transaction.on_commit(functools.partial(_settle_later, response_id), using=connection.alias)
-    return response_id
+    return returned[0]
 
 
-def _settle_later(response_id: int) -> None:
-    """Queue ``response_settle``; a broker that cannot be reached is left to the sweep (the
-    answer is stored: the partner must not see an error for it)."""
-    from . import tasks
-
-    try:
-        tasks.settle_response.apply_async((response_id,), retry_policy=SETTLE_PUBLISH_RETRY)
-    except Exception:  # noqa: BLE001 - any broker failure; the sweep is the backstop
-        logger.warning(
-            "Could not queue the settling of response %s; the sweep will do it.",
-            response_id,
-            exc_info=True,
-        )
+_SKIPPED = object()
 
 
-# A partner waits for this publish: retry a moment, then leave the work to the sweep.
-SETTLE_PUBLISH_RETRY = {
-    "max_retries": 1,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.2,
-}
-
-
-def response_settle(*, response_id: int, now: dt.datetime | None = None):
+def response_settle(*, response_id: int, now: dt.datetime | None = None, skip_locked: bool = False):
     """Do what follows an answer's last write: its follow-up (rules, or being a detractor), the
     ``response.created`` webhook for a first answer, the note on a follow-up of a revised one.
     Returns the response's follow-up, if it has one.
 
     Idempotent and safe to run concurrently: the response row is locked and its ``settle_state``
     says what is left to do; a settled response is left alone. A revision written while this
-    runs waits for the lock and is settled by its own task.
+    runs waits for the lock and is settled by the next tick. With ``skip_locked`` a row that
+    another worker holds is left to it (returns ``_SKIPPED``).
     """
     from followups.models import FollowUp
     from followups.services import followup_for_response
@@ -998,13 +975,16 @@ def response_settle(*, response_id: int, now: dt.datetime | None = None):
     now = now or timezone.now()
     with transaction.atomic():
         response = (
-            Response.objects.select_for_update(of=("self",))
+            Response.objects.select_for_update(of=("self",), skip_locked=skip_locked)
             .select_related("partner__account_owner")
             .filter(pk=response_id)
             .first()
         )
         if response is None:
-            return None  # erased since
+            # Erased since, or (with skip_locked) another worker is settling it.
+            if skip_locked and Response.objects.filter(pk=response_id).exists():
+                return _SKIPPED
+            return None
         state = response.settle_state
         if state == Response.SettleState.DONE:
             return FollowUp.objects.filter(response=response).first()
@@ -1026,23 +1006,20 @@ def response_settle(*, response_id: int, now: dt.datetime | None = None):
     return followup
 
 
-def responses_settle_pending(
-    *, older_than: dt.timedelta = dt.timedelta(minutes=1), limit: int = 1000
-) -> int:
-    """The settle sweep: settle answers whose task has not run (a broker outage, a worker
-    killed) after ``older_than``. Returns how many it settled."""
-    cutoff = timezone.now() - older_than
+def responses_settle_pending(*, limit: int = 500) -> int:
+    """The settle tick (every few seconds): settle the answers written since the last one, oldest
+    first, up to ``limit``. Returns how many it settled. Rows another worker is settling are
+    skipped, so ticks that overlap share the work."""
     pending = list(
         Response.objects.exclude(settle_state=Response.SettleState.DONE)
-        .filter(updated_at__lt=cutoff)
         .order_by("updated_at")
         .values_list("pk", flat=True)[:limit]
     )
+    settled = 0
     for response_id in pending:
-        response_settle(response_id=response_id)
-    if pending:
-        logger.warning("The settle sweep settled %s answers whose task did not run", len(pending))
-    return len(pending)
+        if response_settle(response_id=response_id, skip_locked=True) is not _SKIPPED:
+            settled += 1
+    return settled
 
 
 def response_submit(
@@ -1068,7 +1045,6 @@ def response_submit(
             answers=answers,
             wants_contact=wants_contact,
             now=now,
-            settle_after_commit=False,
         )
         response_settle(response_id=response_id, now=now)
     return Response.objects.select_related("followup").get(pk=response_id)

@@ -55,15 +55,9 @@ def send_reminders(invitation_ids: list[int]) -> int:
     return services.reminders_send(invitation_ids=invitation_ids)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def settle_response(response_id: int) -> None:
-    """After an answer's commit: its follow-up, webhook and revision note."""
-    services.response_settle(response_id=response_id)
-
-
 @shared_task
-def settle_pending_responses() -> int:
-    """Beat, every minute: settle the answers whose task did not run (the backstop)."""
+def settle_responses() -> int:
+    """Beat, every few seconds: the new answers' follow-ups, webhooks and revision notes."""
     return services.responses_settle_pending()
 
 

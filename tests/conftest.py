@@ -1,7 +1,5 @@
 """Shared fixtures: the persona users of the house style and a few ready-made objects."""
 
-import functools
-
 import pytest
 
 from nps_project import roles
@@ -23,19 +21,6 @@ def clear_cache():
     cache.clear()
     yield
     cache.clear()
-
-
-@pytest.fixture
-def after_commit(django_capture_on_commit_callbacks):
-    """``with after_commit(): ...`` runs what the block queued after commit when it ends, its
-    Celery tasks executed here (a real broker and worker are the e2e tests' business): e.g. the
-    settling of an answer posted to the form, which creates its follow-up."""
-    from nps_project.celery import app
-
-    was = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield functools.partial(django_capture_on_commit_callbacks, execute=True)
-    app.conf.task_always_eager = was
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from followups.services import (
 from nps_project import roles
 from scoring.selectors import wave_summaries
 from surveys.models import Invitation, Response, Wave
-from surveys.tasks import run_survey_tick
+from surveys.tasks import run_survey_tick, settle_responses
 from tests.factories import ContactFactory, PartnerFactory, ProgramFactory, UserFactory, root_cause
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -112,6 +112,12 @@ def test_the_loop_closes_end_to_end(celery_worker_process, smtp_sink, live_serve
     response = Response.objects.get(contact=unhappy)
     assert (response.score, response.category, response.tier) == (3, "detractor", "Gold")
     assert Response.objects.get(contact=happy).category == "promoter"
+    # The settle tick (beat runs it every few seconds) gives the detractor its follow-up.
+    settle_responses.delay()
+    wait_until(
+        lambda: not Response.objects.exclude(settle_state="done").exists(),
+        what="both answers settled by the worker",
+    )
     followup = FollowUp.objects.get()  # exactly one: only the detractor
     assert followup.response == response
     assert followup.assignee == sam  # no account owner: round robin among CS staff

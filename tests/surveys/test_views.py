@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from followups.models import FollowUp, FollowUpEvent
 from surveys.models import Contact, Invitation, InvitationToken, Response, Wave
-from surveys.services import response_submit, token_issue
+from surveys.services import response_submit, responses_settle_pending, token_issue
 from tests.factories import (
     ContactFactory,
     FollowUpFactory,
@@ -244,11 +244,11 @@ def test_revising_the_answer_updates_the_same_response(client, invitation, token
     assert response.submitted_at == first.submitted_at
 
 
-def test_a_detractor_answer_creates_exactly_one_followup(client, token, after_commit):
-    with after_commit():
-        client.post(respond_url(token), {"score": "3", "comment": "Support takes days"})
-    with after_commit():
-        client.post(respond_url(token), {"score": "1", "comment": "Worse than I said"})
+def test_a_detractor_answer_creates_exactly_one_followup(client, token):
+    client.post(respond_url(token), {"score": "3", "comment": "Support takes days"})
+    assert responses_settle_pending() == 1
+    client.post(respond_url(token), {"score": "1", "comment": "Worse than I said"})
+    assert responses_settle_pending() == 1
 
     followup = FollowUp.objects.get()
     assert followup.response == Response.objects.get()
@@ -258,24 +258,23 @@ def test_a_detractor_answer_creates_exactly_one_followup(client, token, after_co
     assert (edited.old_value, edited.new_value, edited.note) == ("3", "1", "Worse than I said")
 
 
-def test_the_answer_is_stored_in_one_statement_and_its_followup_comes_after_commit(
+def test_the_answer_is_stored_in_one_statement_and_nothing_else_is_done_inline(
     client, token, django_assert_num_queries, django_capture_on_commit_callbacks
 ):
-    """The partner's write path: the token lookup and one INSERT … ON CONFLICT, in autocommit
-    (one transaction); the follow-up is queued for after the commit."""
+    """The partner's write path: the token lookup and one INSERT … ON CONFLICT in autocommit
+    (one transaction), no broker call; the settle tick does the rest."""
     with django_capture_on_commit_callbacks(execute=False) as queued:
         with django_assert_num_queries(2):
             answer = client.post(respond_url(token), {"score": "2", "comment": "Slow"})
     assert answer.status_code == 302
+    assert queued == []
     response = Response.objects.get()
     assert (response.score, response.category, response.comment) == (2, "detractor", "Slow")
     assert response.settle_state == Response.SettleState.NEW
     assert not FollowUp.objects.exists()
-    assert len(queued) == 1
 
-    with django_capture_on_commit_callbacks(execute=False):
-        with django_assert_num_queries(2):
-            client.post(respond_url(token), {"score": "4", "comment": "Slow, but better"})
+    with django_assert_num_queries(2):
+        client.post(respond_url(token), {"score": "4", "comment": "Slow, but better"})
     response.refresh_from_db()
     assert (response.score, response.settle_state, response.previous_score) == (4, "new", None)
 

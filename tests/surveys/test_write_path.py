@@ -1,6 +1,6 @@
 """The partner's write path and what follows it: ``response_record`` writes the answer in one
-statement; ``response_settle`` (a task after commit, the sweep as backstop) gives it its
-follow-up, its ``response.created`` webhook and the note on a revised answer, once.
+statement and leaves the row marked; ``response_settle`` (the settle tick, every few seconds)
+gives it its follow-up, its ``response.created`` webhook and the note on a revised answer, once.
 
 A database outage is a real one here: the connection is pointed at a server that is not there.
 """
@@ -43,7 +43,6 @@ def record(token, score, comment="", **kwargs) -> int:
         invitation=invitation_for_token(token),
         score=score,
         comment=comment,
-        settle_after_commit=False,
         **kwargs,
     )
 
@@ -132,24 +131,30 @@ def test_nothing_is_written_once_the_wave_has_closed_in_the_database(token):
     Wave.objects.filter(pk=invitation.wave_id).update(status=Wave.Status.CLOSED)
 
     with pytest.raises(WaveClosedError):
-        response_record(invitation=invitation, score=3, settle_after_commit=False)
+        response_record(invitation=invitation, score=3)
     assert not Response.objects.exists()
 
 
-def test_the_sweep_settles_answers_whose_task_did_not_run(token):
+def test_the_settle_tick_settles_every_marked_answer_oldest_first(token):
     answered = timezone.now()
     with time_machine.travel(answered, tick=False):
-        lost = record(token, 1, "Nobody called")
-        recent = record(token_issue(invitation=InvitationFactory()), 0, "Just now")
-    Response.objects.filter(pk=recent).update(updated_at=answered + dt.timedelta(seconds=50))
+        detractor = record(token, 1, "Nobody called")
+    with time_machine.travel(answered + dt.timedelta(seconds=2), tick=False):
+        promoter = record(token_issue(invitation=InvitationFactory()), 10, "Great")
+        record(token, 0, "Still nobody")  # revised before any tick: still a first answer
 
-    with time_machine.travel(answered + dt.timedelta(minutes=1, seconds=30), tick=False):
-        assert responses_settle_pending() == 1
-        assert responses_settle_pending() == 0
+    assert responses_settle_pending() == 2
+    assert responses_settle_pending() == 0
 
     followup = FollowUp.objects.get()
-    assert followup.response_id == lost
-    assert Response.objects.get(pk=recent).settle_state == SettleState.NEW
+    assert followup.response_id == detractor
+    assert followup.events.filter(kind=FollowUpEvent.Kind.RESPONSE_EDITED).count() == 0
+    assert set(Response.objects.values_list("pk", "settle_state")) == {
+        (detractor, SettleState.DONE),
+        (promoter, SettleState.DONE),
+    }
+    # Due as if it had been settled at once: the SLA counts from the answer's last write.
+    assert followup.due_at > answered + dt.timedelta(seconds=2)
 
 
 # --- A database outage ------------------------------------------------------------------------
