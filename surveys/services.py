@@ -30,7 +30,16 @@ from django.utils.translation import gettext as _
 
 from scoring.nps import category as score_category
 
-from .models import Contact, Invitation, InvitationToken, Program, Response, Wave
+from .models import (
+    Contact,
+    Invitation,
+    InvitationToken,
+    PartnerType,
+    Program,
+    Response,
+    Tier,
+    Wave,
+)
 from .schedule import Cadence, period_label
 from .tokens import hash_token, new_token
 
@@ -752,16 +761,13 @@ def invitation_for_token(token: str) -> Invitation | None:
 
     if not isinstance(token, str) or not token.isascii() or not looks_like_token(token):
         return None
-    return (
-        Invitation.objects.select_related(
-            "wave__program",
-            "contact__partner__tier",
-            "contact__partner__partner_type",
-            "response",
-        )
+    # A token hash is unique: no ORDER BY (``first()`` would add one) for the planner to cost.
+    found = (
+        Invitation.objects.select_related("wave__program", "contact__partner", "response")
         .filter(tokens__token_hash=hash_token(token))
-        .first()
+        .order_by()[:1]
     )
+    return next(iter(found), None)
 
 
 # --- Responses ------------------------------------------------------------------------------
@@ -821,7 +827,8 @@ def _answer_row(
     wants_contact: bool,
     now: dt.datetime,
 ) -> dict:
-    """The columns of a first answer to ``invitation``: the partner's segment as it is now."""
+    """The columns of a first answer to ``invitation``; the tier and partner type as ids, whose
+    names the statement reads (``_SEGMENT_NAMES``): the partner's segment as it is now."""
     partner = invitation.contact.partner
     return {
         "invitation": invitation.pk,
@@ -835,8 +842,8 @@ def _answer_row(
         "answers": answers,
         "wants_contact": wants_contact,
         "language": supported_language(invitation.contact.language),
-        "tier": partner.tier.name,
-        "partner_type": partner.partner_type.name,
+        "tier": partner.tier_id,
+        "partner_type": partner.partner_type_id,
         "region": partner.region,
         "account_owner": partner.account_owner_id,
         "submitted_at": now,
@@ -859,7 +866,12 @@ def _upsert_sql(vendor: str) -> str:
     table = Response._meta.db_table
     wave_table = Wave._meta.db_table
     columns = ", ".join(Response._meta.get_field(name).column for name in _answer_row_fields())
-    placeholders = ", ".join(["%s"] * len(_answer_row_fields()))
+    placeholders = ", ".join(
+        f"(SELECT name FROM {_SEGMENT_NAMES[name]._meta.db_table} WHERE id = %s)"
+        if name in _SEGMENT_NAMES
+        else "%s"
+        for name in _answer_row_fields()
+    )
     new, revised = Response.SettleState.NEW.value, Response.SettleState.REVISED.value
     return (
         f"INSERT INTO {table} ({columns}) SELECT {placeholders} "  # noqa: S608
@@ -876,6 +888,10 @@ def _upsert_sql(vendor: str) -> str:
         f"THEN {table}.settle_state ELSE '{revised}' END "
         "RETURNING id"
     )
+
+
+# The segment columns a first answer copies by name from the partner's tier and partner type.
+_SEGMENT_NAMES = {"tier": Tier, "partner_type": PartnerType}
 
 
 def _answer_row_fields() -> tuple[str, ...]:
@@ -914,7 +930,7 @@ def response_record(
     """Record or revise the answer to ``invitation``; returns the response's id. The partner's
     write path: one SQL statement in its own transaction, nothing slow inline, no broker call.
 
-    ``invitation`` comes with its wave, program, contact, partner, tier and partner type (as
+    ``invitation`` comes with its wave, program, contact and partner (as
     ``invitation_for_token`` loads it). The statement writes only while the wave is open, and
     two submissions at the same instant produce one response (the invitation is unique). The
     partner's segment is recorded as it is at the first answer. What follows an answer (its
@@ -943,7 +959,9 @@ def response_record(
     )
     connection = transaction.get_connection(Response.objects.db)
     params = [
-        Response._meta.get_field(name).get_db_prep_save(row[name], connection)
+        row[name]
+        if name in _SEGMENT_NAMES
+        else Response._meta.get_field(name).get_db_prep_save(row[name], connection)
         for name in _answer_row_fields()
     ]
     wave_time = Wave._meta.get_field("opens_at").get_db_prep_save(now, connection)
@@ -1034,9 +1052,9 @@ def response_submit(
     """Record or revise the answer to one invitation and settle it at once, in one transaction:
     for callers other than the partner's form (the demo, scripts, tests), who want the
     follow-up there when it returns. Same rules and errors as ``response_record``."""
-    invitation = Invitation.objects.select_related(
-        "wave__program", "contact__partner__tier", "contact__partner__partner_type"
-    ).get(pk=invitation_id)
+    invitation = Invitation.objects.select_related("wave__program", "contact__partner").get(
+        pk=invitation_id
+    )
     with transaction.atomic():
         response_id = response_record(
             invitation=invitation,
