@@ -394,10 +394,17 @@ class Response(models.Model):
         DONE = "done", _("Settled")
 
     invitation = models.OneToOneField(Invitation, on_delete=models.CASCADE, related_name="response")
-    # Denormalised from the invitation so reports aggregate one table.
-    wave = models.ForeignKey(Wave, on_delete=models.CASCADE, related_name="responses")
-    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="responses")
-    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="responses")
+    # Denormalised from the invitation so reports aggregate one table. No index of their own:
+    # the composite indexes below lead with them (each index is one more write per answer).
+    wave = models.ForeignKey(
+        Wave, on_delete=models.CASCADE, related_name="responses", db_index=False
+    )
+    program = models.ForeignKey(
+        Program, on_delete=models.CASCADE, related_name="responses", db_index=False
+    )
+    partner = models.ForeignKey(
+        Partner, on_delete=models.CASCADE, related_name="responses", db_index=False
+    )
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="responses")
     score = models.PositiveSmallIntegerField()
     category = models.CharField(max_length=10, choices=Category.choices)
