@@ -110,6 +110,20 @@ def test_a_client_posting_too_often_gets_a_friendly_429_and_nothing_is_stored(se
     assert other.post(respond_url(token), {"score": "4"}).status_code == 302
 
 
+def test_the_429_page_is_in_the_browsers_language(settings, link):
+    settings.NPS_LINK_READ_RATE = "1/m"
+    _invitation, token = link
+    client = Client(REMOTE_ADDR="203.0.113.8", HTTP_ACCEPT_LANGUAGE="fr")
+    assert client.get(respond_url(token)).status_code == 200
+
+    limited = client.get(respond_url(token))
+
+    assert limited.status_code == 429
+    html = limited.content.decode()
+    assert "Veuillez patienter un instant" in html
+    assert "Rien de ce que vous avez déjà envoyé n’a été perdu." in html
+
+
 def test_score_links_unsubscribe_and_partner_pages_share_the_read_limit(settings, link):
     settings.NPS_LINK_READ_RATE = "4/m"
     invitation, token = link

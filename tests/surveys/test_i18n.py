@@ -22,6 +22,7 @@ TRANSLATED = ["de", "fr", "es", "ja"]
 # Sources whose text partners read: every msgid they use must be translated.
 PARTNER_SOURCES = (
     "templates/surveys/",
+    "templates/security/",
     "templates/emails/invitation_",
     "templates/emails/partner_notice_",
     "templates/base.html",
