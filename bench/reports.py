@@ -176,7 +176,7 @@ def load(args) -> dict:
             f"""
             INSERT INTO surveys_response (invitation_id, wave_id, program_id, partner_id,
                 contact_id, score, category, comment, answers, wants_contact, language, tier,
-                partner_type, region, account_owner_id, submitted_at, updated_at)
+                partner_type, region, account_owner_id, submitted_at, updated_at, settle_state)
             SELECT i.id, i.wave_id, w.program_id, c.partner_id, c.id, x.score,
                    {CATEGORY_SQL.format(s="x.score")},
                    CASE abs(hashint8(i.id + 13)) %% 8
@@ -187,7 +187,7 @@ def load(args) -> dict:
                         ELSE '' END,
                    '{{}}'::jsonb, false, 'en', t.name, pt.name, p.region, p.account_owner_id,
                    w.opens_at + make_interval(secs => abs(hashint8(i.id + 1)) %% (14 * 86400)),
-                   now()
+                   now(), 'done'
             FROM surveys_invitation i
             JOIN surveys_wave w ON w.id = i.wave_id
             JOIN surveys_contact c ON c.id = i.contact_id

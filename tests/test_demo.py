@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from followups.models import FollowUp
+from followups.models import FollowUp, FollowUpRule
 from surveys.models import Contact, Partner, Response, Wave
 
 pytestmark = pytest.mark.django_db
@@ -39,6 +39,15 @@ def test_the_demo_loads_history_opens_the_current_wave_and_loads_once():
         "olga",
     }
     assert "password for all: partner-nps-demo" in output
+    # An admin's starting rules, a key contact per Platinum partner, and nothing left to settle.
+    assert list(FollowUpRule.objects.values_list("position", "priority")) == [
+        (10, "urgent"),
+        (20, "high"),
+        (30, "normal"),
+    ]
+    platinum = Partner.objects.filter(tier__name="Platinum")
+    assert Contact.objects.filter(is_key=True).count() == platinum.count() > 0
+    assert not Response.objects.exclude(settle_state="done").exists()
 
     # Loading it again changes nothing.
     counts = (Response.objects.count(), FollowUp.objects.count(), Wave.objects.count())

@@ -12,16 +12,24 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
-from followups.models import Change, FollowUp, FollowUpEvent, PartnerNotice, RootCause
+from followups.models import (
+    Change,
+    FollowUp,
+    FollowUpEvent,
+    FollowUpRule,
+    PartnerNotice,
+    RootCause,
+)
 from followups.services import followup_pick_assignee, followups_link_next_response
 from followups.sla import add_business_days
 from nps_project import roles
 from scoring.nps import category
 from surveys import services
 from surveys.importing import partners_import
-from surveys.models import Contact, Invitation, Program, Response, Wave
+from surveys.models import Contact, Invitation, Program, Response, Tier, Wave
 from surveys.schedule import Cadence, period_label
 
 DEMO_PROGRAM = "Partner Program NPS"
@@ -88,6 +96,7 @@ class Command(BaseCommand):
                 raise CommandError(f"The demo CSV did not import: {report.errors[:3]}")
             program = self._program(now)
             history = self._history(program, now, rng, users)
+            self._rules(users)
         opened = services.waves_open_due(now=now)
         self.stdout.write(
             self.style.SUCCESS(
@@ -121,6 +130,43 @@ class Command(BaseCommand):
             user.groups.add(Group.objects.get(name=role))
             users[username] = user
         return users
+
+    def _rules(self, users) -> None:
+        """Follow-up rules an admin would start with, and a few key contacts (whose silence
+        in a wave becomes a "no response" follow-up)."""
+        platinum = FollowUpRule.objects.create(
+            name="Platinum and Gold detractors: urgent, to the account owner",
+            position=10,
+            category="detractor",
+            priority=FollowUp.Priority.URGENT,
+            assignee_strategy=FollowUpRule.Strategy.ACCOUNT_OWNER,
+            first_contact_hours=4,
+        )
+        platinum.tiers.set(Tier.objects.filter(name__in=["Platinum", "Gold"]))
+        FollowUpRule.objects.create(
+            name="Asked to be contacted",
+            position=20,
+            requires_wants_contact=True,
+            priority=FollowUp.Priority.HIGH,
+            assignee_strategy=FollowUpRule.Strategy.ROUND_ROBIN,
+        )
+        FollowUpRule.objects.create(
+            name="Passives mentioning pricing or discounts: to the manager",
+            position=30,
+            category="passive",
+            keywords="pricing, price, discount",
+            requires_comment=True,
+            assignee_strategy=FollowUpRule.Strategy.USER,
+            assignee=users["maria"],
+        )
+        # The first contact of each Platinum partner is a key contact.
+        ids = (
+            Contact.objects.filter(partner__tier__name="Platinum")
+            .values("partner_id")
+            .annotate(first=Min("pk"))
+            .values_list("first", flat=True)
+        )
+        Contact.objects.filter(pk__in=list(ids)).update(is_key=True)
 
     def _program(self, now: dt.datetime) -> Program:
         # Anchor the quarterly cadence on yesterday, so the current period's wave is due now.
@@ -227,6 +273,8 @@ class Command(BaseCommand):
             region=partner.region,
             account_owner_id=partner.account_owner_id,
             submitted_at=submitted,
+            # History: its follow-ups are made below, as they were then; nothing left to settle.
+            settle_state=Response.SettleState.DONE,
         )
 
     def _changes(self, users, now) -> list[Change]:
