@@ -7,10 +7,14 @@
   figures do not move. A contact's details (name, email, delivery notes) are anonymised once
   every invitation it ever had belongs to a program with a retention and is older than that
   program's N months: a contact still surveyed by a program without retention, or recently, is
-  kept. Never-invited contacts (the roster) are left alone.
+  kept. Never-invited contacts (the roster) are left alone. The notes on the timelines of
+  follow-ups about those answers (staff's notes, logged calls and emails, a revised answer's
+  words) are blanked too, as are the follow-up's "action taken" and closing reason: staff quote
+  partners there. Who did what when on the timeline stays.
 - **Export.** ``contact_data_export`` gathers what is held about one contact as JSON.
 - **Erasure.** ``contact_erase`` anonymises one contact now and blanks all its comments and
-  answers, whatever their age; the admin action logs it in the audit log.
+  answers and the notes of every follow-up about it, whatever their age; the admin action logs it
+  in the audit log.
 
 Anonymising is idempotent: an anonymised contact's address is ``anonymised-<id>@anonymised.invalid``
 and a blanked response has no comment and no answers, so running it twice changes nothing.
@@ -56,6 +60,7 @@ class RetentionReport:
     responses_blanked: int = 0
     contacts_anonymised: int = 0
     deliveries_scrubbed: int = 0
+    followup_notes_blanked: int = 0
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -94,6 +99,28 @@ def _blank_responses(queryset) -> tuple[int, int]:
             scrubbed += _scrub_deliveries(ids)
 
 
+def _blank_followup_notes(followups) -> int:
+    """Blank the free text of ``followups`` (a FollowUp queryset): their timeline notes, "action
+    taken" and closing reason. Returns how many timeline entries were blanked. The timeline is
+    otherwise append-only; this is the one exception, for privacy."""
+    from followups.models import FollowUp, FollowUpEvent
+
+    blanked = 0
+    while True:
+        ids = list(
+            FollowUpEvent.objects.filter(followup__in=followups)
+            .exclude(note="")
+            .values_list("pk", flat=True)[:BATCH]
+        )
+        if not ids:
+            break
+        blanked += FollowUpEvent.objects.filter(pk__in=ids).update(note="")
+    FollowUp.objects.filter(pk__in=followups.values("pk")).filter(
+        ~Q(action_taken="") | ~Q(closed_reason="")
+    ).update(action_taken="", closed_reason="")
+    return blanked
+
+
 def _anonymise_contacts(contact_ids: list[int]) -> int:
     """Replace name and address, deactivate, drop delivery notes and the links' token hashes."""
     done = 0
@@ -120,6 +147,8 @@ def _anonymise_contacts(contact_ids: list[int]) -> int:
 
 def retention_apply(*, now: dt.datetime | None = None) -> RetentionReport:
     """Apply every program's retention (see the module docstring). Safe to run twice."""
+    from followups.models import FollowUp
+
     now = now or timezone.now()
     report = RetentionReport()
     programs = list(Program.objects.filter(retention_months__gt=0))
@@ -132,6 +161,16 @@ def retention_apply(*, now: dt.datetime | None = None) -> RetentionReport:
         )
         report.responses_blanked += blanked
         report.deliveries_scrubbed += scrubbed
+        report.followup_notes_blanked += _blank_followup_notes(
+            FollowUp.objects.filter(
+                Q(response__program_id=program_id, response__submitted_at__lt=cutoff)
+                | Q(
+                    response__isnull=True,
+                    invitation__wave__program_id=program_id,
+                    invitation__created_at__lt=cutoff,
+                )
+            )
+        )
     # An invitation is still "kept" when its program has no retention or it is younger than
     # its program's cutoff; a contact with no kept invitation is anonymised.
     kept = Q(wave__program__retention_months__isnull=True) | Q(wave__program__retention_months=0)
@@ -215,10 +254,16 @@ def contact_erase(*, contact_id: int, by, request=None) -> bool:
     and segments stay. Logged in the audit log with who asked. Returns False if the contact
     was already anonymised (still logged: someone asked)."""
     from audit.services import Action, audit_record
+    from followups.models import FollowUp
 
     contact = Contact.objects.select_for_update().get(pk=contact_id)
     already = is_anonymised(contact)
     blanked, scrubbed = _blank_responses(Response.objects.filter(contact_id=contact_id))
+    notes = _blank_followup_notes(
+        FollowUp.objects.filter(
+            Q(response__contact_id=contact_id) | Q(invitation__contact_id=contact_id)
+        )
+    )
     anonymised = _anonymise_contacts([contact_id])
     audit_record(
         actor=by,
@@ -228,6 +273,7 @@ def contact_erase(*, contact_id: int, by, request=None) -> bool:
         detail={
             "responses_blanked": blanked,
             "deliveries_scrubbed": scrubbed,
+            "followup_notes_blanked": notes,
             "already_anonymised": already,
         },
         request=request,

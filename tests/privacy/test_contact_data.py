@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from audit.models import AuditEntry
+from followups.models import FollowUpEvent
 from surveys.models import Contact, InvitationToken, Response
 from surveys.services import response_submit, token_issue
 from tests.factories import InvitationFactory
@@ -65,6 +66,10 @@ def test_erasure_anonymises_the_contact_blanks_its_words_keeps_its_score_and_is_
     client, admin_user, answered
 ):
     client.force_login(admin_user)
+    followup = Response.objects.get(contact=answered).followup
+    FollowUpEvent.objects.create(
+        followup=followup, actor=admin_user, kind="call", note="Jane: onboarding is confusing"
+    )
 
     answer = _action(client, "erase_personal_data", answered, confirm="yes")
 
@@ -79,6 +84,11 @@ def test_erasure_anonymises_the_contact_blanks_its_words_keeps_its_score_and_is_
     entry = AuditEntry.objects.get()
     assert (entry.actor, entry.action, entry.target_id) == (admin_user, "erase", str(contact.pk))
     assert entry.detail["responses_blanked"] == 1
+    # The follow-up's timeline keeps who did what when, not the words.
+    call = followup.events.get(kind="call")
+    assert (call.note, call.actor) == ("", admin_user)
+    assert not followup.events.exclude(note="").exists()
+    assert entry.detail["followup_notes_blanked"] == 1
 
 
 @pytest.mark.parametrize("persona", ["cs_manager", "outsider"])

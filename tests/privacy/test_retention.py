@@ -8,11 +8,18 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.models import AuditEntry
+from followups.models import FollowUpEvent
 from surveys import privacy
 from surveys.models import Contact, InvitationToken, Response
 from surveys.services import token_issue
 from surveys.tasks import apply_retention
-from tests.factories import InvitationFactory, ProgramFactory, ResponseFactory, WaveFactory
+from tests.factories import (
+    FollowUpFactory,
+    InvitationFactory,
+    ProgramFactory,
+    ResponseFactory,
+    WaveFactory,
+)
 from webhooks.models import Delivery, Subscription
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +55,29 @@ def test_old_comments_are_blanked_and_scores_and_segments_kept():
     assert (old.score, old.category, old.tier, old.region) == (3, "detractor", "Gold", "EMEA")
     assert recent.comment == "Support is slow"
     assert report.responses_blanked == 1
+
+
+def test_staff_notes_on_old_followups_are_blanked_and_who_did_what_when_kept(cs_agent):
+    program = ProgramFactory(retention_months=12)
+    old = FollowUpFactory(response=answered(program, months_ago=13), assignee=cs_agent)
+    recent = FollowUpFactory(response=answered(program, months_ago=11), assignee=cs_agent)
+    for followup in (old, recent):
+        FollowUpEvent.objects.create(
+            followup=followup, actor=cs_agent, kind="call", note="Jane said support is slow"
+        )
+        followup.action_taken = "Called Jane Roe at Acme"
+        followup.save()
+
+    report = privacy.retention_apply(now=NOW)
+
+    assert report.followup_notes_blanked == 1
+    call = old.events.get(kind="call")
+    assert (call.note, call.actor, call.kind) == ("", cs_agent, "call")
+    old.refresh_from_db()
+    assert old.action_taken == ""
+    assert recent.events.get(kind="call").note == "Jane said support is slow"
+    recent.refresh_from_db()
+    assert recent.action_taken == "Called Jane Roe at Acme"
 
 
 def test_a_program_without_retention_keeps_everything():
@@ -103,8 +133,18 @@ def test_running_it_twice_changes_nothing_more_and_the_task_logs_the_system_run(
     first = apply_retention()
     second = apply_retention()
 
-    assert first == {"responses_blanked": 1, "contacts_anonymised": 1, "deliveries_scrubbed": 0}
-    assert second == {"responses_blanked": 0, "contacts_anonymised": 0, "deliveries_scrubbed": 0}
+    assert first == {
+        "responses_blanked": 1,
+        "contacts_anonymised": 1,
+        "deliveries_scrubbed": 0,
+        "followup_notes_blanked": 0,
+    }
+    assert second == {
+        "responses_blanked": 0,
+        "contacts_anonymised": 0,
+        "deliveries_scrubbed": 0,
+        "followup_notes_blanked": 0,
+    }
     entry = AuditEntry.objects.get()
     assert (entry.actor, entry.action, entry.target) == (None, "anonymise", "retention")
     assert Response.objects.get().score == 3
