@@ -145,7 +145,7 @@ class _FastSmtp(asyncio.Protocol):
             line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
             verb = line[:4].upper()
             if verb == b"EHLO":
-                replies.append(b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                replies.append(b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
             elif verb == b"MAIL":
                 self.recipients = []
                 replies.append(b"250 OK\r\n")
