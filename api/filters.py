@@ -1,5 +1,6 @@
-"""django-filter FilterSets of the list endpoints. A bad filter value is a 400 with the field's
-message (the exception handler gives it the API's error shape)."""
+"""django-filter FilterSets of the list endpoints, and the ``?ordering=`` backend. A bad filter
+or ordering value is a 400 with the field's message (the exception handler gives it the API's
+error shape)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import re
 
 import django_filters as filters
 from django import forms
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import get_text_list
 from django.utils.translation import gettext_lazy as _
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.utils import extend_schema_field
+from rest_framework import filters as drf_filters
+from rest_framework.exceptions import ValidationError
 
 from followups.models import Change, FollowUp, FollowUpEvent
 from surveys.models import Contact, Invitation, Partner, Response, Wave
@@ -93,6 +98,81 @@ class FilterSet(filters.FilterSet):
                 self.form.add_error(name, _("Give a value, or leave the parameter out."))
                 valid = False
         return valid
+
+
+def ordering_help(fields: list[str]) -> str:
+    """What ``?ordering=`` takes on a list ordered by ``fields``."""
+    if len(fields) == 1:
+        return _("Order by %(field)s, or -%(field)s for descending order.") % {"field": fields[0]}
+    return _(
+        "Order by %(fields)s, separated by commas; put - before a field for descending order."
+    ) % {"fields": get_text_list(fields, _("or"))}
+
+
+def unknown_ordering_message(unknown: list[str], fields: list[str]) -> str:
+    """The 400's message for ordering terms that are not ``fields`` (nor ``-`` one of them)."""
+    terms = ", ".join(f'"{term}"' for term in unknown)
+    return _("Cannot order by %(terms)s.") % {"terms": terms} + " " + ordering_help(fields)
+
+
+class OrderingFilter(drf_filters.OrderingFilter):
+    """``?ordering=`` as strict as the other parameters: fields from the view's
+    ``ordering_fields``, comma-separated, each with ``-`` for descending. An unknown field,
+    an empty value or the parameter given twice is a 400 that names the allowed fields (DRF
+    alone quietly drops an unknown field and falls back to the default order). The schema lists
+    the allowed values, so clients and schemathesis know them too."""
+
+    @staticmethod
+    def fields_of(view) -> list[str]:
+        fields = getattr(view, "ordering_fields", None)
+        if not isinstance(fields, list | tuple):
+            # DRF would guess them from the serializer (or allow every column with "__all__"):
+            # each list names its own, so the schema and the 400 message can name them.
+            raise ImproperlyConfigured(f"{type(view).__name__} must list its ordering_fields.")
+        return [field if isinstance(field, str) else field[0] for field in fields]
+
+    @classmethod
+    def terms_of(cls, view) -> list[str]:
+        return [term for field in cls.fields_of(view) for term in (field, f"-{field}")]
+
+    def get_valid_fields(self, queryset, view, context=None):
+        return [(field, field) for field in self.fields_of(view)]
+
+    def get_ordering(self, request, queryset, view):
+        values = request.query_params.getlist(self.ordering_param)
+        if not values:
+            return self.get_default_ordering(view)
+        fields = self.fields_of(view)
+        if len(values) > 1:
+            message = _("Give ordering once, with its fields separated by commas.")
+            message = f"{message} {ordering_help(fields)}"
+        elif values[0] == "":
+            message = f"{_('Give a value, or leave the parameter out.')} {ordering_help(fields)}"
+        else:
+            terms = [term.strip() for term in values[0].split(",")]
+            allowed = self.terms_of(view)
+            unknown = [term for term in terms if term not in allowed]
+            if not unknown:
+                return terms
+            message = unknown_ordering_message(unknown, fields)
+        raise ValidationError({self.ordering_param: [message]})
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": self.ordering_param,
+                "required": False,
+                "in": "query",
+                "description": f"{ordering_help(self.fields_of(view))} Any other value is 400.",
+                "schema": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": self.terms_of(view)},
+                    "minItems": 1,
+                },
+                "style": "form",
+                "explode": False,
+            }
+        ]
 
 
 def _day_start(day: dt.date) -> dt.datetime:

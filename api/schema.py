@@ -2,10 +2,13 @@
 
 Every operation may answer 401, 403 and 429; operations on one object, and lists (a page out of
 range or a bad cursor), also 404; operations
-that take input or filters also 400. All in the one error shape of ``api.exceptions``.
+that take input or filters also 400 (lists with ``ordering``: with an example of an unknown
+ordering field). All in the one error shape of ``api.exceptions``.
 """
 
 from __future__ import annotations
+
+from .filters import unknown_ordering_message
 
 ERROR_COMPONENT = {
     "type": "object",
@@ -33,6 +36,12 @@ ERROR_COMPONENT = {
     },
     "required": ["error"],
 }
+
+# The 400 of a list with ?ordering=: besides its filters and page, the ordering is checked.
+ORDERING_400 = (
+    "An invalid filter, page or `ordering`: the fields say which and why. An `ordering` field "
+    "that is not in the parameter's list is refused, and the message names the allowed ones."
+)
 
 DESCRIPTIONS = {
     "400": "Invalid input or filter: the fields say which and why.",
@@ -72,4 +81,33 @@ def add_error_responses(result, generator, request, public):
                 if existing is None or "content" not in existing:
                     description = (existing or {}).get("description") or DESCRIPTIONS[code]
                     responses[code] = {**_answer(code), "description": description}
+            ordering = _ordering_parameter(op)
+            if ordering:
+                responses["400"]["description"] = ORDERING_400
+                responses["400"]["content"]["application/json"]["examples"] = {
+                    "UnknownOrdering": {
+                        "summary": "An unknown ordering field",
+                        "value": _unknown_ordering_example(ordering),
+                    }
+                }
     return result
+
+
+def _ordering_parameter(op: dict) -> dict | None:
+    for parameter in op.get("parameters", []):
+        if parameter.get("name") == "ordering" and parameter.get("in") == "query":
+            return parameter
+    return None
+
+
+def _unknown_ordering_example(parameter: dict) -> dict:
+    """The answer to ``?ordering=nope``, as ``api.filters.OrderingFilter`` gives it."""
+    fields = [term for term in parameter["schema"]["items"]["enum"] if term[0] != "-"]
+    message = unknown_ordering_message(["nope"], fields)
+    return {
+        "error": {
+            "code": "invalid",
+            "message": f"ordering: {message}",
+            "fields": {"ordering": [message]},
+        }
+    }

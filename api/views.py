@@ -672,6 +672,7 @@ class TokenViewSet(
     queryset = Token.objects.select_related("user").order_by("user__username")
     serializer_class = serializers.TokenSerializer
     permission_classes = [IsAdmin]
+    ordering_fields = ["created"]
     lookup_field = "user"
     lookup_url_kwarg = "user_id"
     lookup_value_regex = r"\d+"
