@@ -13,7 +13,7 @@ import io
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
@@ -25,7 +25,7 @@ from django.utils.html import format_html, format_html_join
 from nps_project import roles
 
 from . import privacy_admin, services
-from .importing import HEADER, ISO_639_1, partners_import
+from .importing import HEADER, partners_import
 from .models import Contact, Invitation, Partner, PartnerType, Program, Response, Tier, Wave
 from .schedule import Cadence
 
@@ -100,32 +100,106 @@ class PartnerTypeAdmin(AdminRoleMixin, admin.ModelAdmin):
 # --- Partners and contacts ------------------------------------------------------------------
 
 
+# The admin writes partners and contacts through the same services as the API and the CSV
+# import (surveys.services): the forms check with ``partner_validate`` / ``contact_validate``,
+# so every problem shows on the form with the services' own messages before anything is saved,
+# and the saves call ``partner_create`` / ``partner_update`` / ``contact_create`` /
+# ``contact_update`` (names and emails stripped, emails lower-cased and unique in any case,
+# owners on the customer-success team, ``updated_at`` left alone when nothing changed).
+
+PARTNER_FIELDS = ("name", "tier", "partner_type", "region", "account_owner", "is_active")
+CONTACT_FIELDS = ("partner", "name", "email", "language", "is_active")
+
+
+def _given(form, names) -> dict:
+    """The form's cleaned values of ``names`` it has (an inline contact has no partner)."""
+    return {name: form.cleaned_data[name] for name in names if name in form.cleaned_data}
+
+
+def _service_errors_on(form, exc: ValidationError) -> None:
+    """A service's ValidationError as the form's errors, each on its field when the form has it."""
+    for field, messages_ in exc.message_dict.items():
+        form.add_error(field if field in form.fields else None, messages_)
+
+
+def _adopt(obj, saved) -> None:
+    """Make the admin's object the row the service saved: the admin goes on with ``obj``
+    (inlines are saved against it, the history and the redirect name it)."""
+    for field in obj._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
+    obj._state.db = saved._state.db
+
+
+class PartnerAdminForm(forms.ModelForm):
+    class Meta:
+        model = Partner
+        fields = PARTNER_FIELDS
+
+    def clean(self):
+        cleaned = super().clean()
+        checked = ("name", "tier", "partner_type", "region", "account_owner")
+        try:
+            services.partner_validate(
+                partner_id=self.instance.pk,
+                # A field that failed its own check is not checked again.
+                **{name: cleaned.get(name, services.UNCHANGED) for name in checked},
+            )
+        except ValidationError as exc:
+            _service_errors_on(self, exc)
+        return cleaned
+
+
 class ContactAdminForm(forms.ModelForm):
-    """Emails are stored lower-cased and unique regardless of case; languages are ISO 639-1."""
+    """On the contact page and as a row of the partner page (there without a partner field)."""
 
     class Meta:
         model = Contact
-        fields = ("partner", "name", "email", "language", "is_active")
+        fields = CONTACT_FIELDS
 
-    def clean_email(self):
-        email = self.cleaned_data["email"].strip().lower()
-        taken = Contact.objects.filter(email__iexact=email)
-        if self.instance.pk:
-            taken = taken.exclude(pk=self.instance.pk)
-        if taken.exists():
-            raise forms.ValidationError("Another contact already has this email address.")
-        return email
+    def clean(self):
+        cleaned = super().clean()
+        checked = ("partner", "name", "email", "language")
+        try:
+            services.contact_validate(
+                contact_id=self.instance.pk,
+                **{name: cleaned.get(name, services.UNCHANGED) for name in checked},
+            )
+        except ValidationError as exc:
+            _service_errors_on(self, exc)
+        return cleaned
 
-    def clean_language(self):
-        language = self.cleaned_data["language"].strip().lower()
-        if language not in ISO_639_1:
-            raise forms.ValidationError("Give a two-letter ISO 639-1 code, e.g. en, de, fr.")
-        return language
+
+class ContactInlineFormSet(forms.BaseInlineFormSet):
+    """The partner page's contacts, saved through the contact services."""
+
+    def clean(self):
+        super().clean()
+        # Two rows of one submission with the same email in another letter case: each passes
+        # on its own (the other is not saved yet), so compare them here.
+        seen: dict[str, int] = {}
+        for index, form in enumerate(self.forms):
+            if not form.has_changed() or self._should_delete_form(form):
+                continue
+            email = (form.cleaned_data.get("email") or "").strip().lower()
+            if email and email in seen:
+                form.add_error("email", f"Row {seen[email] + 1} has this email address too.")
+            seen.setdefault(email, index)
+
+    # The row's "partner" is this page's partner (the formset adds it to each row).
+    ROW_FIELDS = tuple(name for name in CONTACT_FIELDS if name != "partner")
+
+    def save_new(self, form, commit=True):
+        return services.contact_create(partner=self.instance, **_given(form, self.ROW_FIELDS))
+
+    def save_existing(self, form, obj, commit=True):
+        return services.contact_update(contact_id=obj.pk, **_given(form, self.ROW_FIELDS))
 
 
 class ContactInline(AdminRoleMixin, admin.TabularInline):
     model = Contact
     form = ContactAdminForm
+    formset = ContactInlineFormSet
     fields = ("name", "email", "language", "is_active", "opted_out_at", "bounced_at")
     readonly_fields = ("opted_out_at", "bounced_at")
     extra = 0
@@ -153,8 +227,17 @@ class PartnerAdmin(AdminRoleMixin, admin.ModelAdmin):
     list_select_related = ("tier", "partner_type", "account_owner")
     search_fields = ("name", "region")
     autocomplete_fields = ("account_owner",)
+    form = PartnerAdminForm
     readonly_fields = ("created_at", "updated_at")
     inlines = (ContactInline,)
+
+    def save_model(self, request, obj, form, change):
+        data = _given(form, PARTNER_FIELDS)
+        if change:
+            saved = services.partner_update(partner_id=obj.pk, **data)
+        else:
+            saved = services.partner_create(**data)
+        _adopt(obj, saved)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(contact_count=_count_of(Contact, "partner"))
@@ -281,6 +364,14 @@ class ContactAdmin(AdminRoleMixin, admin.ModelAdmin):
         privacy_admin.export_personal_data,
         privacy_admin.erase_personal_data,
     )
+
+    def save_model(self, request, obj, form, change):
+        data = _given(form, CONTACT_FIELDS)
+        if change:
+            saved = services.contact_update(contact_id=obj.pk, **data)
+        else:
+            saved = services.contact_create(**data)
+        _adopt(obj, saved)
 
     def has_resubscribe_permission(self, request):
         return roles.is_admin(request.user)

@@ -1757,6 +1757,28 @@ def partner_deactivate(*, partner_id: int) -> bool:
     return True
 
 
+def partner_validate(
+    *,
+    partner_id: int | None = None,
+    name: str | Unchanged = UNCHANGED,
+    tier: Tier | None | Unchanged = UNCHANGED,
+    partner_type: PartnerType | None | Unchanged = UNCHANGED,
+    region: str | Unchanged = UNCHANGED,
+    account_owner: Any = UNCHANGED,
+) -> None:
+    """Check partner fields as ``partner_create`` (no ``partner_id``) or ``partner_update``
+    would, writing nothing: raises the same ``ValidationError``, a message per field. For forms
+    that show every problem before anything is saved (the admin); they then call the write."""
+    _partner_checked(
+        partner_id=partner_id,
+        name=name,
+        tier=tier,
+        partner_type=partner_type,
+        region=region,
+        account_owner=account_owner,
+    )
+
+
 def _contact_checked(*, contact_id: int | None, partner, name, email, language) -> dict[str, Any]:
     errors: dict[str, str] = {}
     if partner is None:
@@ -1844,6 +1866,21 @@ def contact_deactivate(*, contact_id: int) -> bool:
     contact.is_active = False
     contact.save(update_fields=["is_active", "updated_at"])
     return True
+
+
+def contact_validate(
+    *,
+    contact_id: int | None = None,
+    partner: Partner | None | Unchanged = UNCHANGED,
+    name: str | Unchanged = UNCHANGED,
+    email: str | Unchanged = UNCHANGED,
+    language: str | Unchanged = UNCHANGED,
+) -> None:
+    """Check contact fields as ``contact_create`` (no ``contact_id``) or ``contact_update``
+    would, writing nothing: raises the same ``ValidationError``, a message per field."""
+    _contact_checked(
+        contact_id=contact_id, partner=partner, name=name, email=email, language=language
+    )
 
 
 @dataclass(frozen=True)
