@@ -730,12 +730,18 @@ def _prepare(item, build, *, smtp: bool) -> _Outgoing:
         if not smtp:
             return _Outgoing(item, message=message)
         encoding = message.encoding or settings.DEFAULT_CHARSET
+        mime = message.message()
+        if mime.is_multipart():
+            # A random boundary, so the email package does not search the parts for one that
+            # none contains (a regular expression compiled per message: a fifth of the bytes'
+            # cost). 128 random bits: no name or link can contain it.
+            mime.set_boundary(f"==============={secrets.token_hex(16)}==")
         return _Outgoing(
             item,
             message=message,
             sender=sanitize_address(message.from_email, encoding),
             recipients=[sanitize_address(a, encoding) for a in message.recipients()],
-            data=message.message().as_bytes(linesep="\r\n"),
+            data=mime.as_bytes(linesep="\r\n"),
         )
     except Exception as exc:  # raised in its turn, never before the previous one is marked
         return _Outgoing(item, error=exc)

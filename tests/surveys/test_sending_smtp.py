@@ -5,7 +5,9 @@ with the current message's content."""
 
 import asyncio
 import datetime as dt
+import re
 import threading
+from email import message_from_bytes, policy
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -19,6 +21,8 @@ from tests.factories import ContactFactory, InvitationFactory, ProgramFactory, W
 
 pytestmark = pytest.mark.django_db
 
+TOKEN_IN_LINK = re.compile(r"/s/[A-Za-z0-9_-]{32}/")
+
 
 class Server:
     """Accepts mail, optionally announcing PIPELINING; refuses the recipients in ``refuse`` at
@@ -31,6 +35,7 @@ class Server:
         self.refuse = set(refuse)
         self.reject = set(reject)
         self.next_envelope_waiting: list[bool] = []
+        self.messages: list = []
         self.lock = threading.Lock()
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
@@ -59,6 +64,7 @@ class Server:
             return "554 5.7.1 Message rejected"
         with self.lock:
             self.events.append(("accepted", address))
+            self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 OK"
 
 
@@ -125,6 +131,13 @@ def test_each_email_goes_out_only_after_the_one_before_is_marked_sent(smtp, even
     # With PIPELINING the next envelope is already there when a message's content arrives.
     expected = [True, True, True, True, False] if pipelining else [False] * 5
     assert server.next_envelope_waiting == expected
+    for message, email in zip(server.messages, emails, strict=True):
+        assert message["To"] == email
+        assert message.get_content_type() == "multipart/alternative"
+        text, html = message.get_body(("plain",)), message.get_body(("html",))
+        assert TOKEN_IN_LINK.search(text.get_content())
+        assert TOKEN_IN_LINK.search(html.get_content())
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
 def test_a_refused_recipient_fails_that_invitation_alone(smtp, events):
