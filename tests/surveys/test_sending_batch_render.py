@@ -14,6 +14,7 @@ from surveys.models import Invitation
 from surveys.services import (
     InvitationMessages,
     PerEmailValueMissing,
+    _as_bytes,
     _NameOnly,
     invitation_message,
     invitations_send,
@@ -98,6 +99,18 @@ def test_a_batch_render_gives_exactly_the_email_of_the_full_render(invitations, 
         batch = messages.message(invitation=invitation, token=token, is_reminder=is_reminder)
         full = invitation_message(invitation=invitation, token=token, is_reminder=is_reminder)
         assert parts(batch) == parts(full), (invitation.contact.name, invitation.contact.language)
+
+
+@pytest.mark.parametrize("is_reminder", [False, True])
+def test_the_bytes_sent_over_smtp_are_those_django_makes(invitations, is_reminder):
+    """The SMTP path remembers how headers were folded: its bytes must still be Django's, byte
+    for byte, for every name and language, also the second time round (from the cache)."""
+    messages = InvitationMessages()
+    for invitation in invitations * 2:
+        token = new_token()
+        mime = messages.message(invitation=invitation, token=token, is_reminder=is_reminder)
+        mime = mime.message()
+        assert _as_bytes(mime) == mime.as_bytes(linesep="\r\n")
 
 
 def test_the_html_part_escapes_a_name_exactly_as_the_template_engine_does(invitations):

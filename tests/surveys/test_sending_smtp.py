@@ -6,12 +6,16 @@ with the current message's content."""
 import asyncio
 import datetime as dt
 import re
+import smtplib
 import threading
 from email import message_from_bytes, policy
 
 import pytest
 from aiosmtpd.controller import Controller
+from django.core.mail.message import sanitize_address
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from surveys import services
 from surveys.models import Invitation
@@ -189,3 +193,24 @@ def test_an_error_building_an_email_is_raised_after_the_one_before_is_marked(
     assert events == [(what, email) for email in first_two for what in ("accepted", "marked")]
     statuses = dict(Invitation.objects.values_list("pk", "status"))
     assert [statuses[i.pk] for i in invitations] == ["sent", "sent", "sending", "sending"]
+
+
+@given(st.from_regex(services._PLAIN_ADDRESS, fullmatch=True))
+def test_a_plain_address_is_its_own_sanitized_and_quoted_form(address):
+    assert services._sanitized(address, "utf-8") == sanitize_address(address, "utf-8") == address
+    assert services._quoted(address) == smtplib.quoteaddr(address) == f"<{address}>"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        '"Partner Program" <nps@example.com>',
+        "Zoë Müller <zoe@example.com>",
+        "anna@bücher.example",
+        '"a b"@example.com',
+    ],
+)
+def test_other_addresses_go_through_django_and_smtplib(address):
+    sanitized = services._sanitized(address, "utf-8")
+    assert sanitized == sanitize_address(address, "utf-8")
+    assert services._quoted(sanitized) == smtplib.quoteaddr(sanitized)
