@@ -433,6 +433,7 @@ SILENCED_SYSTEM_CHECKS = [
     *([] if CACHE_URL else ["django_ratelimit.E003"]),
 ]
 
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -442,6 +443,8 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "filters": ["redact_tokens"]},
     },
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Django's own loggers log at INFO and up unless told otherwise: LOG_LEVEL=ERROR also
+    # silences its "Bad Request" / "Not Found" warning per 4xx answer.
+    "loggers": {"django": {"level": LOG_LEVEL}, "django.db.backends": {"level": "INFO"}},
 }
