@@ -30,6 +30,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.safestring import mark_safe
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -199,6 +200,20 @@ def _render(
     return response
 
 
+@functools.lru_cache(maxsize=128)
+def score_scale(selected: int | None, language: str) -> str:
+    """The form's 0-10 scale (``surveys/_scale.html``) with ``selected`` chosen, in
+    ``language``: the same for every partner, so rendered once per (choice, language) and
+    process rather than on every request (it is a fifth of the page's rendering)."""
+    with translation.override(language):
+        return mark_safe(  # noqa: S308 - a template's output, autoescaped
+            render_to_string(
+                "surveys/_scale.html",
+                {"scores": [(n, n == selected, band_of(n)) for n in SCORES]},
+            )
+        )
+
+
 def _brand_css_url(program: Program) -> str:
     colour = branding.palette(program.brand_colour).brand
     return reverse("surveys:brand-css", args=[program.pk]) + "?v=" + colour.lstrip("#")
@@ -299,7 +314,7 @@ def respond(request, token: str):
             "token": token,
             "form": form,
             "previous": previous,
-            "scores": [(n, n == selected, band_of(n)) for n in SCORES],
+            "scale": score_scale(selected, language),
             "why_prompt": prompt,
             "prompts": prompts,
             "questions": form.question_rows(),
