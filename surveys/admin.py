@@ -108,7 +108,7 @@ class PartnerTypeAdmin(AdminRoleMixin, admin.ModelAdmin):
 # owners on the customer-success team, ``updated_at`` left alone when nothing changed).
 
 PARTNER_FIELDS = ("name", "tier", "partner_type", "region", "account_owner", "is_active")
-CONTACT_FIELDS = ("partner", "name", "email", "language", "is_active")
+CONTACT_FIELDS = ("partner", "name", "email", "language", "is_active", "is_key")
 
 
 def _given(form, names) -> dict:
@@ -200,7 +200,7 @@ class ContactInline(AdminRoleMixin, admin.TabularInline):
     model = Contact
     form = ContactAdminForm
     formset = ContactInlineFormSet
-    fields = ("name", "email", "language", "is_active", "opted_out_at", "bounced_at")
+    fields = ("name", "email", "language", "is_active", "is_key", "opted_out_at", "bounced_at")
     readonly_fields = ("opted_out_at", "bounced_at")
     extra = 0
     show_change_link = True
@@ -323,11 +323,13 @@ class ContactAdmin(AdminRoleMixin, admin.ModelAdmin):
         "partner",
         "language",
         "is_active",
+        "is_key",
         "opted_out_at",
         "bounced_at",
         "complained_at",
     )
     list_filter = (
+        "is_key",
         "language",
         ("opted_out_at", admin.EmptyFieldListFilter),
         ("bounced_at", admin.EmptyFieldListFilter),
@@ -351,6 +353,7 @@ class ContactAdmin(AdminRoleMixin, admin.ModelAdmin):
         "email",
         "language",
         "is_active",
+        "is_key",
         "opted_out_at",
         "bounced_at",
         "bounce_reason",

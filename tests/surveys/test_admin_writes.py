@@ -289,3 +289,18 @@ def test_moving_a_contact_to_another_partner(ada):
     assert answer.status_code == 302
     contact.refresh_from_db()
     assert contact.partner == other
+
+
+def test_an_admin_marks_a_key_contact_and_filters_the_list_by_it(ada):
+    contact = ContactFactory(email="anna@northwind.example")
+
+    answer = ada.post(
+        contact_change(contact),
+        contact_form(contact.partner, name=contact.name, email=contact.email, is_key="on"),
+    )
+
+    assert answer.status_code == 302
+    contact.refresh_from_db()
+    assert contact.is_key
+    listed = ada.get(reverse("admin:surveys_contact_changelist") + "?is_key__exact=1")
+    assert contact.email in listed.content.decode()
