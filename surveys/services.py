@@ -756,19 +756,23 @@ def _quoted(address: str) -> str:
 class _Compat32FoldingCache(type(email.policy.compat32)):
     """compat32 (the policy of Django's messages) remembering how it folded each header: most
     headers repeat from one email to the next (each part's Content-Type and encoding, the
-    sender, the subject), and folding is two fifths of the cost of a message's bytes."""
+    sender, the subject), and folding is two fifths of the cost of a message's bytes. (The
+    generator clones the policy for each part, so the key is what folding depends on.)"""
 
     def fold_binary(self, name, value):
-        if isinstance(value, str):
-            return _folded(self, name, value)
-        return super().fold_binary(name, value)
+        if not isinstance(value, str):
+            return super().fold_binary(name, value)
+        key = (name, value, self.linesep, self.max_line_length, self.cte_type)
+        folded = _FOLDED.get(key)
+        if folded is None:
+            folded = super().fold_binary(name, value)
+            if len(_FOLDED) >= 2048:  # the per-email headers fill it; the repeated ones return
+                _FOLDED.clear()
+            _FOLDED[key] = folded
+        return folded
 
 
-@functools.lru_cache(maxsize=512)
-def _folded(policy, name: str, value: str) -> bytes:
-    return type(email.policy.compat32).fold_binary(policy, name, value)
-
-
+_FOLDED: dict[tuple, bytes] = {}
 _SMTP_POLICY = _Compat32FoldingCache(linesep="\r\n")
 
 
