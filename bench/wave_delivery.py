@@ -19,7 +19,8 @@ What it does, in one run:
    inserts and the queueing of every send task on Redis; its SQL queries are counted;
 5. starts the SMTP sink in a process of its own (so neither the ceiling's sender nor the
    workers share a GIL with it), and checks it is not the bottleneck: ``smtplib`` sends the
-   bytes of a rendered invitation in a tight loop over one connection;
+   bytes of a rendered invitation in a tight loop over one connection, then over as many
+   connections at once, from as many processes, as the workers use;
 6. ceiling 2: Django's SMTP backend sending ``--smtp-ceiling`` pre-built messages (a rendered
    invitation, re-addressed) over one reused connection to that sink;
 7. starts ``--workers`` Celery worker processes (prefork, ``--concurrency`` each) sending to
@@ -426,19 +427,31 @@ def sample_message(program):
     return invitation_message(invitation=invitation, token="A" * 32)
 
 
-def sink_sanity(port: int, template, count: int) -> float:
-    """smtplib sending the bytes of ``template`` in a tight loop over one connection: what the
-    sink accepts when the sender does no work but SMTP."""
-    data = template.message().as_bytes(linesep="\r\n")
-    sender = template.from_email
+def _smtplib_loop(port: int, sender: str, data: bytes, prefix: str, count: int) -> float:
+    """smtplib sending ``data`` ``count`` times over one connection; returns the seconds."""
     client = smtplib.SMTP("127.0.0.1", port)
     client.ehlo()
     started = time.perf_counter()
     for n in range(count):
-        client.sendmail(sender, [f"sanity{n}@partner.example"], data)
+        client.sendmail(sender, [f"{prefix}{n}@partner.example"], data)
     elapsed = time.perf_counter() - started
     client.quit()
-    return count / elapsed
+    return elapsed
+
+
+def sink_sanity(port: int, template, count: int, connections: int) -> tuple[float, float]:
+    """What the sink accepts when the senders do no work but SMTP: smtplib sending the bytes
+    of ``template`` in a tight loop over one connection, then over ``connections`` at once
+    from as many processes (as many as the workers use). Returns both rates."""
+    data = template.message().as_bytes(linesep="\r\n")
+    sender = template.from_email
+    one = count / _smtplib_loop(port, sender, data, "sanity", count)
+    each = max(count // connections, 1)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(connections) as pool:
+        jobs = [(port, sender, data, f"sanity{n}x", each) for n in range(connections)]
+        elapsed = pool.starmap(_smtplib_loop, jobs)
+    return one, each * connections / max(elapsed)
 
 
 def ceiling_smtp(template, count: int) -> float:
@@ -499,7 +512,9 @@ def main() -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", sink.port
     template = sample_message(program)
-    sanity_rate = sink_sanity(sink.port, template, args.smtp_ceiling)
+    sanity_rate, sanity_parallel = sink_sanity(
+        sink.port, template, args.smtp_ceiling, args.workers * args.concurrency
+    )
     smtp_rates = [ceiling_smtp(template, args.smtp_ceiling)]
     before_delivery = sink.count()
 
@@ -559,14 +574,17 @@ def main() -> None:
     )
     print(
         f"sink sanity, smtplib sending pre-built bytes ({len(template.message().as_bytes()):,} "
-        f"bytes) over one connection: {sanity_rate:,.0f}/s ({args.sink} sink, own process)"
+        f"bytes): {sanity_rate:,.0f}/s over one connection, {sanity_parallel:,.0f}/s over "
+        f"{args.workers * args.concurrency} at once ({args.sink} sink, own process)"
     )
     print(
         f"ceiling, Django SMTP backend, {args.smtp_ceiling:,} pre-built messages over one "
         f"connection: {smtp_rates[0]:,.0f}/s before the delivery, {smtp_rates[1]:,.0f}/s after"
     )
     if sanity_rate < 2 * smtp_rate:
-        print("  WARNING: the sink takes less than twice the ceiling's rate: it may limit both")
+        print("  WARNING: the sink takes less than twice the ceiling's rate: it may limit it")
+    if sanity_parallel < 1.5 * email_rate:
+        print("  WARNING: the sink takes less than 1.5 times the delivery's rate: it may limit it")
     print(f"  ratio: {100 * email_rate / smtp_rate:.0f}% of the higher (target >= 70%)")
     print(
         "worker peak RSS (VmHWM): "
