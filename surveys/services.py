@@ -1422,7 +1422,8 @@ def _claim_reminders(ids: list[int], *, owed: int, now: dt.datetime) -> list[int
 
 
 def reminders_send(*, invitation_ids: list[int], now: dt.datetime | None = None) -> int:
-    """Email reminders to a batch of non-responders over one SMTP connection; returns how many.
+    """Email reminders to a batch of non-responders over one SMTP connection (``_deliver``:
+    pipelined when the server allows it); returns how many.
 
     Each reminder carries a fresh token (the plain one of the first email was never kept). A
     row is skipped if its contact answered, opted out, bounced or complained, or the wave
@@ -1455,24 +1456,25 @@ def reminders_send(*, invitation_ids: list[int], now: dt.datetime | None = None)
         for owed, ids in by_owed.items():
             claimed = [by_pk[pk] for pk in _claim_reminders(ids, owed=owed, now=timezone.now())]
             tokens = tokens_issue(invitations=claimed)
-            for invitation in claimed:
-                message = messages.message(
+
+            def build(invitation: Invitation, tokens=tokens):
+                return messages.message(
                     invitation=invitation,
                     token=tokens[invitation.pk],
                     connection=connection,
                     is_reminder=True,
                 )
-                try:
-                    message.send()
-                except (SMTPException, OSError) as exc:
-                    logger.warning("Reminder for invitation %s failed: %s", invitation.pk, exc)
-                    count, at = previous[invitation.pk]
-                    Invitation.objects.filter(pk=invitation.pk, reminders_sent=owed).update(
-                        reminders_sent=count, last_reminded_at=at
-                    )
-                    _reopen(connection)
+
+            for invitation, error in _deliver(connection, claimed, build):
+                if error is None:
+                    sent += 1
                     continue
-                sent += 1
+                logger.warning("Reminder for invitation %s failed: %s", invitation.pk, error)
+                count, at = previous[invitation.pk]
+                Invitation.objects.filter(pk=invitation.pk, reminders_sent=owed).update(
+                    reminders_sent=count, last_reminded_at=at
+                )
+                _reopen(connection)
     finally:
         connection.close()
     return sent

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from surveys import services
 from surveys.models import Invitation
-from surveys.services import invitations_send
+from surveys.services import invitations_send, reminders_send
 from tests.e2e.conftest import free_port
 from tests.factories import ContactFactory, InvitationFactory, ProgramFactory, WaveFactory
 
@@ -214,3 +214,38 @@ def test_other_addresses_go_through_django_and_smtplib(address):
     sanitized = services._sanitized(address, "utf-8")
     assert sanitized == sanitize_address(address, "utf-8")
     assert services._quoted(sanitized) == smtplib.quoteaddr(sanitized)
+
+
+def test_reminders_go_over_a_pipelining_server_and_a_refused_one_gets_its_claim_back(smtp):
+    events: list = []
+    server = smtp(events, pipelining=True, refuse={"contact1@partner.example"})
+    now = timezone.now()
+    wave = WaveFactory(
+        program=ProgramFactory(reminder_days=[4], max_reminders=1, response_window_days=14),
+        opens_at=now - dt.timedelta(days=5),
+        closes_at=now + dt.timedelta(days=9),
+    )
+    invitations = [
+        InvitationFactory(
+            wave=wave,
+            contact=ContactFactory(email=f"contact{n}@partner.example"),
+            sent_at=now - dt.timedelta(days=5),
+        )
+        for n in range(4)
+    ]
+
+    assert reminders_send(invitation_ids=[i.pk for i in invitations], now=now) == 3
+
+    reminded = dict(Invitation.objects.values_list("contact__email", "reminders_sent"))
+    assert reminded == {
+        "contact0@partner.example": 1,
+        "contact1@partner.example": 0,
+        "contact2@partner.example": 1,
+        "contact3@partner.example": 1,
+    }
+    assert [address for _, address in events] == [
+        "contact0@partner.example",
+        "contact2@partner.example",
+        "contact3@partner.example",
+    ]
+    assert all(m["Subject"].startswith("Reminder: ") for m in server.messages)
