@@ -9,8 +9,8 @@ so its name must start with ``nps_bench``; wrk from Debian's ``wrk`` package)::
 
 What it does, in one run, on one gunicorn (2 sync workers, the production settings: DEBUG off,
 the rate limiter on with its counters in Redis, rates raised so one loopback client is not
-limited, CSRF checked), one Celery worker and beat (whose settle tick, every 5 s, gives each
-new answer its follow-up):
+limited, CSRF checked); a Celery worker and beat (whose settle tick, every 5 s, gives each new
+answer its follow-up) run during the mixed run, or with ``--settle-during all`` during every run:
 
 1. creates and migrates the database; loads one program with an open wave, ``--invitations``
    contacts with survey links, and a CS manager;
@@ -61,6 +61,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--staff-connections", type=int, default=2)
     parser.add_argument("--invitations", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=8731)
+    parser.add_argument(
+        "--settle-during",
+        choices=["mixed", "all"],
+        default="mixed",
+        help="when the Celery worker and beat run: during the mixed run only (the form's own "
+        "runs measure the web tier; the answers are settled then), or during every run "
+        "(competing with gunicorn for the same cores)",
+    )
     return parser.parse_args()
 
 
@@ -383,6 +391,43 @@ def row(name: str, result: dict) -> str:
     )
 
 
+def start_celery(env: dict, folder: Path) -> list[subprocess.Popen]:
+    """A Celery worker (one process) and beat, whose settle tick gives the answers their
+    follow-ups every 5 s."""
+    beat = start(
+        [
+            str(VENV_BIN / "celery"),
+            "-A",
+            "nps_project",
+            "beat",
+            "--loglevel",
+            "WARNING",
+            "--schedule",
+            str(folder / "celerybeat-schedule"),
+        ],
+        env,
+        folder / "beat.log",
+    )
+    worker = start(
+        [
+            str(VENV_BIN / "celery"),
+            "-A",
+            "nps_project",
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env,
+        folder / "worker.log",
+    )
+    return [beat, worker]
+
+
 def main() -> int:
     args = parse_args()
     if not shutil.which("wrk"):
@@ -423,37 +468,7 @@ def main() -> int:
         env,
         folder / "gunicorn.log",
     )
-    beat = start(
-        [
-            str(VENV_BIN / "celery"),
-            "-A",
-            "nps_project",
-            "beat",
-            "--loglevel",
-            "WARNING",
-            "--schedule",
-            str(folder / "celerybeat-schedule"),
-        ],
-        env,
-        folder / "beat.log",
-    )
-    worker = start(
-        [
-            str(VENV_BIN / "celery"),
-            "-A",
-            "nps_project",
-            "worker",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        env,
-        folder / "worker.log",
-    )
+    celery = start_celery(env, folder) if args.settle_during == "all" else []
     results = {}
     try:
         wait_ready(args.port)
@@ -462,6 +477,8 @@ def main() -> int:
         for scenario in ("ceiling-tiny", "form-get", "ceiling-insert", "form-post"):
             results[scenario] = measure(lua(folder, scenario, **values), args)
             print(row(scenario, results[scenario]), flush=True)
+        if not celery:
+            celery = start_celery(env, folder)
         partners = lua(folder, "mixed-partners", **values)
         staff = lua(folder, "mixed-staff", **values)
         runs = {
@@ -478,8 +495,8 @@ def main() -> int:
         settled = settle_check()
     finally:
         stop(web)
-        stop(beat)
-        stop(worker)
+        for process in celery:
+            stop(process)
 
     tiny, insert = results["ceiling-tiny"], results["ceiling-insert"]
     get, post = results["form-get"], results["form-post"]
@@ -496,7 +513,8 @@ def main() -> int:
         f"gunicorn 2 sync workers, {args.connections} connections, {args.duration} s a run, "
         f"database {database['ENGINE'].rsplit('.', 1)[-1]} "
         f"(prepared statements: {prepared}), "
-        f"rate-limit cache {env['CACHE_URL']}, broker {env['CELERY_BROKER_URL']}"
+        f"rate-limit cache {env['CACHE_URL']}, broker {env['CELERY_BROKER_URL']}; "
+        f"Celery worker and beat during the {args.settle_during} run(s)"
     )
     for label, value, op, target in checks:
         met = value >= target if op == ">=" else value <= target
