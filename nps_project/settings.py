@@ -118,6 +118,9 @@ else:
         DATABASES["default"].setdefault("OPTIONS", {}).update(
             {"server_side_binding": True, "prepare_threshold": 5}
         )
+        # Django's backend, with its batches kept under the 65,535 parameters a statement that
+        # server-side binding allows (nps_project/postgresql/base.py).
+        DATABASES["default"]["ENGINE"] = "nps_project.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
