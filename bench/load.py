@@ -62,6 +62,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--invitations", type=int, default=20_000)
     parser.add_argument("--port", type=int, default=8731)
     parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=600,
+        help="seconds to wait after the runs for the worker to settle every answer",
+    )
+    parser.add_argument(
         "--settle-during",
         choices=["mixed", "all"],
         default="mixed",
@@ -364,22 +370,26 @@ def measure(script: Path, args, *, connections: int | None = None) -> dict:
 # --- The run ---------------------------------------------------------------------------------
 
 
-def settle_check(timeout: float = 120) -> dict:
+def settle_check(timeout: float) -> dict:
     """Wait for the worker to settle every answer; then the detractors' follow-ups."""
     from surveys.models import Response
 
     deadline = time.monotonic() + timeout
     pending = Response.objects.exclude(settle_state=Response.SettleState.DONE)
-    started = time.monotonic()
+    started, at_start = time.monotonic(), pending.count()
     while pending.exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     detractors = Response.objects.filter(category=Response.Category.DETRACTOR)
+    drained = time.monotonic() - started
+    unsettled = pending.count()
     return {
         "responses": Response.objects.count(),
-        "unsettled": pending.count(),
+        "unsettled": unsettled,
+        "pending_at_start": at_start,
+        "settled_rate": (at_start - unsettled) / drained if drained else 0.0,
         "detractors": detractors.count(),
         "detractors_without_followup": detractors.filter(followup__isnull=True).count(),
-        "drain_seconds": time.monotonic() - started,
+        "drain_seconds": drained,
     }
 
 
@@ -392,8 +402,8 @@ def row(name: str, result: dict) -> str:
 
 
 def start_celery(env: dict, folder: Path) -> list[subprocess.Popen]:
-    """A Celery worker (one process) and beat, whose settle tick gives the answers their
-    follow-ups every 5 s."""
+    """A Celery worker (two pool processes, as in the Procfile) and beat, whose settle tick gives
+    the answers their follow-ups every 5 s."""
     beat = start(
         [
             str(VENV_BIN / "celery"),
@@ -415,7 +425,7 @@ def start_celery(env: dict, folder: Path) -> list[subprocess.Popen]:
             "nps_project",
             "worker",
             "--concurrency",
-            "1",
+            "2",  # as in the Procfile
             "--loglevel",
             "WARNING",
             "--without-gossip",
@@ -492,7 +502,7 @@ def main() -> int:
         for scenario, process in runs.items():
             results[scenario] = parse_wrk(process.communicate()[0])
             print(row(scenario, results[scenario]), flush=True)
-        settled = settle_check()
+        settled = settle_check(args.drain_timeout)
     finally:
         stop(web)
         for process in celery:
@@ -526,7 +536,9 @@ def main() -> int:
         print(f"    {sql[:150]}{'...' if len(sql) > 150 else ''}")
     print(
         f"  after the run: {settled['responses']:,} answers, {settled['unsettled']} unsettled "
-        f"after {settled['drain_seconds']:.1f} s of draining, {settled['detractors']:,} detractors,"
+        f"after {settled['drain_seconds']:.1f} s of draining ({settled['pending_at_start']:,} "
+        f"waiting when the runs ended, settled at {settled['settled_rate']:.0f}/s), "
+        f"{settled['detractors']:,} detractors,"
         f" {settled['detractors_without_followup']} without a follow-up"
     )
     errors = sum(r["errors"] for r in results.values())
