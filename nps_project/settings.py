@@ -305,7 +305,7 @@ SPECTACULAR_SETTINGS = {
     "the integration acts with that user's role. Logged-in staff can also *Try it out* with "
     "their session. No credentials or an unknown token: 401; a role that does not allow it: "
     "403.\n\n"
-    "**Errors** have one shape: `{\"error\": {\"code\", \"message\", \"fields\"}}` "
+    '**Errors** have one shape: `{"error": {"code", "message", "fields"}}` '
     "(`fields`: the messages per input field).\n\n"
     "**Lists** are page-numbered (`page`, `page_size`) except responses and follow-up events "
     "(cursors: follow `next`); `ordering` takes the fields each list names, comma-separated, "
