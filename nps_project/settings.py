@@ -406,13 +406,14 @@ AXES_VERBOSE = False
 NPS_TRUSTED_PROXY_COUNT = env.int("NPS_TRUSTED_PROXY_COUNT", default=0)
 
 # The cache holds the rate-limit counters (partner links, API throttling) and login lockouts.
-# Production: Redis (Django's own RedisCache backend, shared by every web process) from
+# Production: Redis (Django's own RedisCache backend with a one-round-trip incr, in
+# nps_project.cache; shared by every web process) from
 # CACHE_URL or REDIS_URL; without either, a per-process memory cache.
 CACHE_URL = env.str("CACHE_URL", default="") or env.str("REDIS_URL", default="")
 if CACHE_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "nps_project.cache.RedisCache",
             "LOCATION": CACHE_URL,
             "KEY_PREFIX": "nps",
         }

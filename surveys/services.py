@@ -35,6 +35,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.html import escape as html_escape
 from django.utils.translation import gettext as _
 
+from nps_project.compiled import CompiledQuery
 from scoring.nps import category as score_category
 
 from .models import (
@@ -475,26 +476,30 @@ def invitation_message(
 
 
 class PerEmailValueMissing(Exception):
-    """The invitation templates read a contact or partner attribute that a batch render does
-    not fill in per email (see ``_NameOnly``)."""
+    """A template rendered once for many people (a batch's emails, the form's first visit)
+    read an attribute that is not filled in per person (see ``NameOnly``)."""
 
 
-class _NameOnly:
-    """Stands in for the contact or the partner while a batch renders the templates once: its
-    name is a placeholder replaced per email. Any other attribute raises (Django's templates
-    let that exception through), so a template that starts using, say, ``contact.email``
-    fails loudly instead of sending one contact's value to everyone."""
+class NameOnly:
+    """Stands in for a contact or partner while a template is rendered once for many people:
+    its name is a placeholder replaced per person. Any other attribute raises (Django's
+    templates let that exception through), so a template that starts using, say,
+    ``contact.email`` fails loudly instead of showing one contact's value to everyone.
+    ``filled_by`` names the code that fills the placeholders in."""
 
-    __slots__ = ("name", "_role")
+    __slots__ = ("name", "_role", "_filled_by")
 
-    def __init__(self, name: str, role: str):
+    def __init__(
+        self, name: str, role: str, filled_by: str = "surveys.services.InvitationMessages"
+    ):
         self.name = name
         self._role = role
+        self._filled_by = filled_by
 
     def __getattr__(self, attribute):
         raise PerEmailValueMissing(
-            f"The invitation templates use {self._role}.{attribute}; add it to the per-email "
-            "values of surveys.services.InvitationMessages."
+            f"The template uses {self._role}.{attribute}; add it to the per-person values "
+            f"of {self._filled_by}."
         )
 
 
@@ -536,8 +541,8 @@ class InvitationMessages:
 
         wave = invitation.wave
         context = _invitation_context(
-            contact=_NameOnly(self._contact, "contact"),
-            partner=_NameOnly(self._partner, "partner"),
+            contact=NameOnly(self._contact, "contact"),
+            partner=NameOnly(self._partner, "partner"),
             program=wave.program,
             wave=wave,
             token=self._token,
@@ -977,13 +982,18 @@ def invitation_for_token(token: str) -> Invitation | None:
 
     if not isinstance(token, str) or not token.isascii() or not looks_like_token(token):
         return None
-    # A token hash is unique: no ORDER BY (``first()`` would add one) for the planner to cost.
-    found = (
+    return _INVITATION_BY_TOKEN_HASH.first(hash_token(token))
+
+
+# The survey link's lookup, on every partner request: compiled once per process (see
+# ``nps_project.compiled``). A token hash is unique: no ORDER BY (``first()`` would add one).
+_INVITATION_BY_TOKEN_HASH = CompiledQuery(
+    lambda token_hash: (
         Invitation.objects.select_related("wave__program", "contact__partner", "response")
-        .filter(tokens__token_hash=hash_token(token))
+        .filter(tokens__token_hash=token_hash)
         .order_by()[:1]
     )
-    return next(iter(found), None)
+)
 
 
 # --- Responses ------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from django.views.decorators.http import require_http_methods
 from nps_project.security import link_rate_limit
 
 from . import branding, services
+from .form_page import FirstVisitPages, row_key
 from .forms import BAND_PROMPTS, SCORES, ResponseForm, band_of, parse_score, why_prompt
 from .models import Invitation, Program, Response, Wave
 
@@ -139,13 +140,16 @@ def _with_lang(url: str, override: str, **params) -> str:
     return f"{url}?{urlencode(query)}" if query else url
 
 
-def _languages(request, override: str, current: str, score: int | None = None) -> list[dict]:
+def _languages(
+    request, override: str, current: str, score: int | None = None, path: str | None = None
+) -> list[dict]:
     """The language switcher's links: this page in each language (GET, nothing stored)."""
+    path = path or request.path
     return [
         {
             "code": code,
             "name": name,
-            "url": _with_lang(request.path, code, score=score),
+            "url": _with_lang(path, code, score=score),
             "current": code == current,
         }
         for code, name in settings.LANGUAGES
@@ -161,9 +165,12 @@ def _render(
     invitation: Invitation | None = None,
     status: int = 200,
     score: int | None = None,
+    path: str | None = None,
 ):
     """Render in the display language and the program's time zone (for an unknown link: the
-    browser's language and UTC), with the program's branding."""
+    browser's language and UTC), with the program's branding. ``path`` is the page's own path
+    for the language switcher's links (the request's by default). A staff member's pending
+    messages are not shown on a partner's page (nor used up by it)."""
     language, override = _display_language(request, invitation)
     if invitation is None:
         zone = zoneinfo.ZoneInfo("UTC")
@@ -183,7 +190,8 @@ def _render(
     context = {
         "LANGUAGE_CODE": language,
         "lang_override": override,
-        "languages": _languages(request, override, language, score),
+        "languages": _languages(request, override, language, score, path=path),
+        "messages": (),
         **context,
     }
     if "token" in context:
@@ -286,6 +294,11 @@ def respond(request, token: str):
                 return redirect(_with_lang(reverse("surveys:thanks", args=[token]), override))
         status = 400
     else:
+        chosen = parse_score(request.GET.get("score"))
+        if previous is None:
+            response = _first_visit(request, invitation, token, chosen)
+            if response is not None:
+                return response
         initial = {}
         if previous is not None:
             initial = {
@@ -294,10 +307,25 @@ def respond(request, token: str):
                 "wants_contact": previous.wants_contact,
                 **{f"q_{key}": value for key, value in (previous.answers or {}).items()},
             }
-        chosen = parse_score(request.GET.get("score"))
         if chosen is not None:
             initial["score"] = chosen
         form = ResponseForm(initial=initial, program=program, why_prompt=program.why_prompt)
+    return _form_page(request, invitation, token, form, previous=previous, status=status)
+
+
+def _form_page(
+    request,
+    invitation: Invitation,
+    token: str,
+    form: ResponseForm,
+    *,
+    previous: Response | None,
+    status: int = 200,
+    stand_ins: dict | None = None,
+) -> HttpResponse:
+    """The survey form, rendered in full. ``stand_ins`` replace context values (the first
+    visit's placeholders)."""
+    program = invitation.wave.program
     selected = form.selected_score()
     language, override = _display_language(request, invitation)
     with translation.override(language):
@@ -321,11 +349,51 @@ def respond(request, token: str):
             "wants_contact": form["wants_contact"].value(),
             "form_action": _with_lang(reverse("surveys:respond", args=[token]), override),
             "words": words,
+            **(stand_ins or {}),
         },
         invitation=invitation,
         status=status,
         score=selected if request.method != "POST" else None,
+        path=reverse("surveys:respond", args=[token]),
     )
+    response.headers["Referrer-Policy"] = FORM_REFERRER_POLICY
+    return response
+
+
+_FIRST_VISITS = FirstVisitPages()
+
+
+def _first_visit(request, invitation: Invitation, token: str, chosen: int | None):
+    """The form of a link not answered yet, from ``_FIRST_VISITS`` (see ``surveys.form_page``);
+    None if it cannot be filled in safely (the caller renders in full)."""
+    program = invitation.wave.program
+    language, override = _display_language(request, invitation)
+    key = (language, override, chosen, row_key(invitation.wave), row_key(program))
+    pages = _FIRST_VISITS
+
+    def render() -> str:
+        form = ResponseForm(
+            initial={} if chosen is None else {"score": chosen},
+            program=program,
+            why_prompt=program.why_prompt,
+        )
+        stand_ins = {
+            "contact": pages.stand_in("contact"),
+            "invitation": pages.stand_in("invitation"),
+            "csrf_token": pages.csrf,
+        }
+        page = _form_page(
+            request, invitation, pages.token, form, previous=None, stand_ins=stand_ins
+        )
+        return page.content.decode(page.charset)
+
+    html = pages.page(
+        key, render=render, token=token, csrf=get_token(request), name=invitation.contact.name
+    )
+    if html is None:
+        return None
+    response = HttpResponse(html)
+    response.headers["Content-Language"] = language
     response.headers["Referrer-Policy"] = FORM_REFERRER_POLICY
     return response
 

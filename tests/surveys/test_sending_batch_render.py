@@ -13,9 +13,9 @@ from django.template import Context, Template
 from surveys.models import Invitation
 from surveys.services import (
     InvitationMessages,
+    NameOnly,
     PerEmailValueMissing,
     _as_bytes,
-    _NameOnly,
     invitation_message,
     invitations_send,
     reminders_send,
@@ -154,7 +154,7 @@ def messages_language(code):
 def test_a_template_reading_another_contact_attribute_fails_loudly():
     template = Template("{{ contact.name }} <{{ contact.email }}>")
     with pytest.raises(PerEmailValueMissing, match=r"contact\.email"):
-        template.render(Context({"contact": _NameOnly("x", "contact")}))
+        template.render(Context({"contact": NameOnly("x", "contact")}))
 
 
 def test_each_email_of_a_sent_batch_equals_its_full_render(invitations):
