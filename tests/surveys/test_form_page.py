@@ -3,10 +3,14 @@ CSRF token and name filled in per partner): it must be exactly the page of the f
 whatever the names hold, in every language, with score links, branding and extra questions."""
 
 import re
+from urllib.parse import urlencode
 
 import pytest
 from django.test import RequestFactory
 from django.urls import reverse
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from surveys import views
 from surveys.forms import ResponseForm, parse_score
@@ -58,6 +62,11 @@ def program():
             {"key": "plan", "label": "Your plan", "type": "choice", "choices": ["A", "B & C"]},
         ],
     )
+
+
+@pytest.fixture
+def wave(program):
+    return WaveFactory(program=program)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -163,3 +172,24 @@ def test_a_token_of_another_shape_is_never_filled_in():
     pages = views._FIRST_VISITS
     assert pages.page(("k",), render=lambda: "x", token="a/b", csrf="c", name="n") is None
     assert pages.page(("k",), render=lambda: "x", token="ab", csrf="c d", name="n") is None
+
+
+@hsettings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    score=st.one_of(st.none(), st.integers(-3, 14).map(str), st.text(max_size=4)),
+    lang=st.one_of(st.none(), st.sampled_from(["en", "DE", "fr", "es", "ja", "pt", "x"])),
+)
+def test_any_score_link_or_language_choice_gives_the_full_render(client, wave, score, lang):
+    invitation = InvitationFactory(wave=wave, contact=ContactFactory(name="Ana <Ana> & Co"))
+    token = token_issue(invitation=invitation)
+    query = urlencode({k: v for k, v in {"score": score, "lang": lang}.items() if v is not None})
+    url = reverse("surveys:respond", args=[token]) + (f"?{query}" if query else "")
+    from surveys.services import invitation_for_token
+
+    for _ in range(2):  # a miss, then a hit
+        page = client.get(url)
+        assert page.status_code == 200
+        full = _full_render(url, invitation_for_token(token), token)
+        assert _normalised(page.content.decode()) == _normalised(full)
