@@ -531,7 +531,8 @@ def main() -> int:
         shown = f"{value:.0%}" if op == ">=" else f"{value:.2f}x"
         goal = f"{target:.0%}" if op == ">=" else f"{target:.0f}x"
         print(f"  {label:<40} {shown:>7}   target {op} {goal}   {'met' if met else 'NOT MET'}")
-    print(f"  write path: {len(queries)} queries in autocommit (one transaction each):")
+    noun = "query" if len(queries) == 1 else "queries"
+    print(f"  write path: {len(queries)} {noun} in autocommit (one transaction each):")
     for sql in queries:
         print(f"    {sql[:150]}{'...' if len(sql) > 150 else ''}")
     print(

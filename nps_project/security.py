@@ -7,8 +7,8 @@ throttling that needs a request, and the rate limit of partner links.
   (``nps_project.gunicorn_logging.RedactingLogger``).
 - ``client_ip`` is the address rate limits and login lockouts count by: ``REMOTE_ADDR``, or
   behind ``NPS_TRUSTED_PROXY_COUNT`` proxies the address the outermost trusted proxy saw.
-- ``link_rate_limit`` limits each client's requests to partner links (django-ratelimit, counted
-  in the cache: Redis in production) and answers a friendly 429 page past the limit.
+- ``link_rate_limit`` limits each client's requests to partner links (``nps_project.ratelimit``,
+  counted in the cache: Redis in production) and answers a friendly 429 page past the limit.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import logging
 from axes.backends import AxesStandaloneBackend
 from django.conf import settings
 from django.shortcuts import render
-from django_ratelimit.core import get_usage
 
+from . import ratelimit
 from .redaction import RedactTokensFilter, redact  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class LoginThrottleBackend(AxesStandaloneBackend):
         return super().authenticate(request, username=username, password=password, **kwargs)
 
 
-def _client_key(group, request) -> str:
+def _client_key(request) -> str:
     return client_ip(request) or "unknown"
 
 
@@ -84,20 +84,20 @@ def link_rate_limit(view):
 
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
+        if not settings.NPS_RATE_LIMIT_ENABLE:
+            return view(request, *args, **kwargs)
         safe = request.method in ("GET", "HEAD", "OPTIONS")
         try:
-            usage = get_usage(
-                request,
-                group="partner-links-read" if safe else "partner-links-write",
-                key=_client_key,
-                rate=settings.NPS_LINK_READ_RATE if safe else settings.NPS_LINK_WRITE_RATE,
-                increment=True,
+            usage = ratelimit.hit(
+                "partner-links-read" if safe else "partner-links-write",
+                _client_key(request),
+                settings.NPS_LINK_READ_RATE if safe else settings.NPS_LINK_WRITE_RATE,
             )
         except Exception as exc:  # noqa: BLE001 - any cache failure: let the partner through
             logger.warning("Rate limit not checked, the cache failed: %s", exc)
             usage = None
-        if usage is not None and usage["should_limit"]:
-            return rate_limited(request, retry_after=usage["time_left"])
+        if usage is not None and usage.should_limit:
+            return rate_limited(request, retry_after=usage.time_left)
         return view(request, *args, **kwargs)
 
     return wrapped

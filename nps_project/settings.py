@@ -12,6 +12,8 @@ from pathlib import Path
 import environ
 from celery.schedules import crontab
 
+from nps_project.ratelimit import parse_rate
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("NPS_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -50,7 +52,6 @@ INSTALLED_APPS = [
     "webhooks",
     "audit",
     "axes",
-    "django_ratelimit",
 ]
 
 MIDDLEWARE = [
@@ -422,20 +423,17 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Partner links (survey form, score links, unsubscribe, partner page) are rate limited per
-# client address (django-ratelimit): reads and writes counted apart, answered with a friendly
-# 429 page. NPS_RATE_LIMIT_ENABLE=false turns it off (e.g. a load test from one address).
-RATELIMIT_ENABLE = env.bool("NPS_RATE_LIMIT_ENABLE", default=True)
+# client address (nps_project.ratelimit, counted in the cache): reads and writes counted apart,
+# answered with a friendly 429 page. NPS_RATE_LIMIT_ENABLE=false turns it off (e.g. a load test
+# from one address). A malformed rate stops the start-up.
+NPS_RATE_LIMIT_ENABLE = env.bool("NPS_RATE_LIMIT_ENABLE", default=True)
 NPS_LINK_READ_RATE = env.str("NPS_LINK_READ_RATE", default="120/m")
 NPS_LINK_WRITE_RATE = env.str("NPS_LINK_WRITE_RATE", default="30/m")
+for _rate in (NPS_LINK_READ_RATE, NPS_LINK_WRITE_RATE):
+    parse_rate(_rate)
 
 # bench/load.py's ceiling views under /bench/ (nps_project/bench_views.py). Never in production.
 NPS_BENCH_VIEWS = env.bool("NPS_BENCH_VIEWS", default=False)
-SILENCED_SYSTEM_CHECKS = [
-    # django-ratelimit knows django-redis, not Django's own RedisCache, whose incr is Redis's
-    # atomic INCR; and the memory cache is per process, which the demo and tests accept.
-    "django_ratelimit.W001",
-    *([] if CACHE_URL else ["django_ratelimit.E003"]),
-]
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -42,6 +42,7 @@ from .models import (
     Contact,
     Invitation,
     InvitationToken,
+    Partner,
     PartnerType,
     Program,
     Response,
@@ -1098,11 +1099,18 @@ def _upsert_sql(vendor: str) -> str:
         else "%s"
         for name in _answer_row_fields()
     )
-    new, revised = Response.SettleState.NEW.value, Response.SettleState.REVISED.value
     return (
         f"INSERT INTO {table} ({columns}) SELECT {placeholders} "  # noqa: S608
         f"WHERE EXISTS (SELECT 1 FROM {wave_table} WHERE id = %s AND status = %s "
-        "AND opens_at <= %s AND closes_at > %s) "
+        "AND opens_at <= %s AND closes_at > %s) " + _UPSERT_CONFLICT
+    )
+
+
+def _upsert_conflict_sql() -> str:
+    """The ``ON CONFLICT … RETURNING`` of both answer statements: what a revision changes."""
+    table = Response._meta.db_table
+    new, revised = Response.SettleState.NEW.value, Response.SettleState.REVISED.value
+    return (
         "ON CONFLICT (invitation_id) DO UPDATE SET "
         "score = excluded.score, category = excluded.category, comment = excluded.comment, "
         "answers = excluded.answers, wants_contact = excluded.wants_contact, "
@@ -1113,6 +1121,44 @@ def _upsert_sql(vendor: str) -> str:
         f"WHEN {table}.score = excluded.score AND {table}.comment = excluded.comment "
         f"THEN {table}.settle_state ELSE '{revised}' END "
         "RETURNING id"
+    )
+
+
+_UPSERT_CONFLICT = _upsert_conflict_sql()
+
+
+@functools.cache
+def _token_upsert_sql() -> str:
+    """``response_record_for_token``'s statement: the link's lookup and the answer's upsert in
+    one. The columns come in ``_answer_row_fields`` order; the partner's segment, the ids and
+    the contact's language are read by the statement itself."""
+    from_tables = {
+        "invitation": "i.id",
+        "wave": "i.wave_id",
+        "program": "w.program_id",
+        "partner": "c.partner_id",
+        "contact": "i.contact_id",
+        "language": "c.language",
+        "tier": "tier.name",
+        "partner_type": "ptype.name",
+        "region": "p.region",
+        "account_owner": "p.account_owner_id",
+    }
+    fields = _answer_row_fields()
+    columns = ", ".join(Response._meta.get_field(name).column for name in fields)
+    values = ", ".join(from_tables.get(name, "%s") for name in fields)
+    languages = ", ".join(["%s"] * len(_translated_languages()))
+    return (
+        f"INSERT INTO {Response._meta.db_table} ({columns}) SELECT {values} "  # noqa: S608
+        f"FROM {InvitationToken._meta.db_table} t "
+        f"JOIN {Invitation._meta.db_table} i ON i.id = t.invitation_id "
+        f"JOIN {Wave._meta.db_table} w ON w.id = i.wave_id "
+        f"JOIN {Contact._meta.db_table} c ON c.id = i.contact_id "
+        f"JOIN {Partner._meta.db_table} p ON p.id = c.partner_id "
+        f"LEFT JOIN {Tier._meta.db_table} tier ON tier.id = p.tier_id "
+        f"LEFT JOIN {PartnerType._meta.db_table} ptype ON ptype.id = p.partner_type_id "
+        "WHERE t.token_hash = %s AND w.status = %s AND w.opens_at <= %s AND w.closes_at > %s "
+        f"AND c.language IN ({languages}) " + _UPSERT_CONFLICT
     )
 
 
@@ -1198,6 +1244,61 @@ def response_record(
     if returned is None:
         raise WaveClosedError  # it closed between loading the invitation and writing
     return returned[0]
+
+
+def response_record_for_token(
+    *,
+    token: str,
+    score: int,
+    comment: str = "",
+    wants_contact: bool = False,
+    now: dt.datetime | None = None,
+) -> int | None:
+    """Record or revise the answer to the invitation of the survey link ``token``, with no
+    answers to extra questions, in one SQL statement that finds the link and writes: the form's
+    POST takes this path first. Returns the response's id, or None when the statement wrote
+    nothing, which it does unless the link is known, its wave open and the contact's language
+    stored as the code the answer keeps (``supported_language`` of it is itself, so nothing
+    needs normalising): the caller then takes the full path (``invitation_for_token`` and
+    ``response_record``), which writes the same row or says why it cannot.
+
+    The row is that of ``response_record`` (tests compare them column by column): the
+    partner's segment as it is at the first answer, "new" or "revised" for the settle tick.
+    Raises ``ValidationError`` for a bad score or comment, before any SQL.
+    """
+    from .tokens import looks_like_token
+
+    now = now or timezone.now()
+    value = _validated_score(score)
+    comment = (comment or "").strip()
+    if len(comment) > 5000:
+        raise ValidationError({"comment": _("Please keep your answer under 5,000 characters.")})
+    if not isinstance(token, str) or not token.isascii() or not looks_like_token(token):
+        return None
+    row = {
+        "score": value,
+        "category": score_category(value),
+        "comment": comment,
+        "answers": {},
+        "wants_contact": bool(wants_contact),
+        "submitted_at": now,
+        "updated_at": now,
+        "settle_state": Response.SettleState.NEW,
+        "previous_score": None,
+    }
+    connection = transaction.get_connection(Response.objects.db)
+    params = [
+        Response._meta.get_field(name).get_db_prep_save(row[name], connection)
+        for name in _answer_row_fields()
+        if name in row
+    ]
+    wave_time = Wave._meta.get_field("opens_at").get_db_prep_save(now, connection)
+    params += [hash_token(token), Wave.Status.OPEN, wave_time, wave_time]
+    params += sorted(_translated_languages())
+    with connection.cursor() as cursor:
+        cursor.execute(_token_upsert_sql(), params)
+        returned = cursor.fetchone()
+    return None if returned is None else returned[0]
 
 
 _SKIPPED = object()
@@ -1635,8 +1736,6 @@ from django.db import IntegrityError  # noqa: E402
 from django.db.models.functions import Lower  # noqa: E402
 
 from nps_project import roles  # noqa: E402
-
-from .models import Partner, PartnerType, Tier  # noqa: E402
 
 
 class Unchanged(enum.Enum):

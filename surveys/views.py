@@ -39,7 +39,15 @@ from nps_project.security import link_rate_limit
 
 from . import branding, services
 from .form_page import FirstVisitPages, row_key
-from .forms import BAND_PROMPTS, SCORES, ResponseForm, band_of, parse_score, why_prompt
+from .forms import (
+    BAND_PROMPTS,
+    COMMENT_MAX_LENGTH,
+    SCORES,
+    ResponseForm,
+    band_of,
+    parse_score,
+    why_prompt,
+)
 from .models import Invitation, Program, Response, Wave
 
 logger = logging.getLogger(__name__)
@@ -125,14 +133,22 @@ def _display_language(request, invitation: Invitation | None) -> tuple[str, str]
     in the page's own links; it is never stored. Without it: the contact's language, or for an
     unknown link the browser's. A language without a translation falls back to English.
     """
+    override = _language_override(request)
+    if override:
+        return override, override
+    if invitation is None:
+        return services.supported_language(translation.get_language() or ""), ""
+    return services.supported_language(invitation.contact.language), ""
+
+
+def _language_override(request) -> str:
+    """The language ``?lang=`` chose, if it is one with a translation; else ""."""
     asked = request.GET.get("lang")
     if isinstance(asked, str) and asked:
         language = services.supported_language(asked)
         if language == asked.lower():
-            return language, language
-    if invitation is None:
-        return services.supported_language(translation.get_language() or ""), ""
-    return services.supported_language(invitation.contact.language), ""
+            return language
+    return ""
 
 
 def _with_lang(url: str, override: str, **params) -> str:
@@ -263,6 +279,10 @@ def _unavailable(request, invitation: Invitation, token: str, state: str):
 def respond(request, token: str):
     """The survey form. GET shows it (``?score=N`` chooses N); POST records or revises the answer
     and redirects to the thank-you page."""
+    if request.method == "POST":
+        recorded = _record_plain_answer(request, token)
+        if recorded is not None:
+            return recorded
     invitation = services.invitation_for_token(token)
     if invitation is None:
         return _invalid_link(request)
@@ -311,6 +331,36 @@ def respond(request, token: str):
             initial["score"] = chosen
         form = ResponseForm(initial=initial, program=program, why_prompt=program.why_prompt)
     return _form_page(request, invitation, token, form, previous=previous, status=status)
+
+
+SCORE_VALUES = frozenset(str(n) for n in SCORES)
+PLAIN_FIELDS = frozenset({"csrfmiddlewaretoken", "score", "comment", "wants_contact"})
+
+
+def _record_plain_answer(request, token: str):
+    """The common POST in one statement (``services.response_record_for_token``): a valid
+    score, a comment the form would take as it is, the box ticked or not, no answer to an extra
+    question. Returns the redirect to the thank-you page, or None for everything else (the
+    full path then checks it with ``ResponseForm`` and writes it, or says why not)."""
+    data = request.POST
+    score = data.get("score")
+    comment = data.get("comment", "")
+    ticked = data.get("wants_contact")
+    if (
+        score not in SCORE_VALUES
+        or len(comment.strip()) > COMMENT_MAX_LENGTH
+        or "\x00" in comment
+        or ticked not in (None, "on")
+        or any(data.get(key) for key in data if key not in PLAIN_FIELDS)
+    ):
+        return None
+    recorded = services.response_record_for_token(
+        token=token, score=int(score), comment=comment, wants_contact=ticked == "on"
+    )
+    if recorded is None:
+        return None
+    override = _language_override(request)
+    return redirect(_with_lang(reverse("surveys:thanks", args=[token]), override))
 
 
 def _form_page(

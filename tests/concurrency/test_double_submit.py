@@ -34,7 +34,7 @@ def _ready_session(url: str) -> tuple[requests.Session, str]:
 def test_simultaneous_submissions_of_one_invitation_give_one_response_and_one_followup(
     live_server, settings
 ):
-    settings.RATELIMIT_ENABLE = False
+    settings.NPS_RATE_LIMIT_ENABLE = False
     invitations = [InvitationFactory() for _ in range(INVITATIONS)]
     for invitation in invitations:
         token = token_issue(invitation=invitation)

@@ -2,9 +2,8 @@
 Django's cache contract, an increment in one round trip, and the rate limiter counting on it."""
 
 import pytest
-from django.test import RequestFactory, override_settings
-from django_ratelimit.core import get_usage
 
+from nps_project import ratelimit
 from nps_project.cache import RedisCache
 
 LOCATION = "redis://127.0.0.1:6379/13"
@@ -38,18 +37,25 @@ def test_one_client_serves_every_call(cache):
     assert cache._cache.get_client() is cache._cache.get_client(write=True)
 
 
-def test_an_increment_is_one_round_trip(cache, monkeypatch):
-    cache.add("hits", 1, 60)
-    cache.incr("hits")  # loads the script
+@pytest.fixture
+def sent(cache, monkeypatch) -> list[str]:
+    """The commands the backend's client sends to Redis from now on (a spy: they still go)."""
     client = cache._cache.get_client(write=True)
     sent = []
     real = client.execute_command
 
-    def counting(*args, **options):  # a spy: the command still goes to Redis
+    def counting(*args, **options):
         sent.append(args[0])
         return real(*args, **options)
 
     monkeypatch.setattr(client, "execute_command", counting)
+    return sent
+
+
+def test_an_increment_is_one_round_trip(cache, sent):
+    cache.add("hits", 1, 60)
+    cache.incr("hits")  # loads the script
+    sent.clear()
     assert cache.incr("hits") == 3
     assert sent == ["EVALSHA"]
 
@@ -63,18 +69,22 @@ def test_other_values_and_calls_behave_as_djangos_backend(cache):
     assert cache.get("greeting", "gone") == "gone"
 
 
-def test_the_rate_limiter_counts_and_limits_on_it(cache, settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "nps_project.cache.RedisCache",
-            "LOCATION": LOCATION,
-            "KEY_PREFIX": "nps-test-cache",
-        }
-    }
-    request = RequestFactory().get("/s/x/", REMOTE_ADDR="192.0.2.7")
-    with override_settings(RATELIMIT_ENABLE=True):
-        usages = [
-            get_usage(request, group="g", key="ip", rate="3/m", increment=True) for _ in range(5)
-        ]
-    assert [u["count"] for u in usages] == [1, 2, 3, 4, 5]
-    assert [u["should_limit"] for u in usages] == [False, False, False, True, True]
+def test_a_rate_limit_hit_is_one_round_trip_and_the_counter_expires(cache, sent):
+    assert cache.count_hit("window", 60) == 1  # loads the script
+    sent.clear()
+    assert cache.count_hit("window", 60) == 2
+    assert sent == ["EVALSHA"]
+    client = cache._cache.get_client(write=True)
+    assert 0 < client.ttl(cache.make_key("window")) <= 60
+
+
+def test_the_rate_limiter_counts_and_limits_on_it(cache):
+    usages = [ratelimit.hit("g", "192.0.2.7", "3/m", cache=cache, now=1_000) for _ in range(5)]
+    assert [u.count for u in usages] == [1, 2, 3, 4, 5]
+    assert [u.should_limit for u in usages] == [False, False, False, True, True]
+    assert 0 < usages[0].time_left <= 60
+    # Another client, group or window has its own counter.
+    assert ratelimit.hit("g", "192.0.2.8", "3/m", cache=cache, now=1_000).count == 1
+    assert ratelimit.hit("h", "192.0.2.7", "3/m", cache=cache, now=1_000).count == 1
+    later = 1_000 + usages[0].time_left
+    assert ratelimit.hit("g", "192.0.2.7", "3/m", cache=cache, now=later).count == 1

@@ -69,7 +69,7 @@ form_data = st.dictionaries(
 
 @pytest.fixture
 def survey(settings):
-    settings.RATELIMIT_ENABLE = False  # hundreds of posts from one address in a few seconds
+    settings.NPS_RATE_LIMIT_ENABLE = False  # hundreds of posts from one address in a few seconds
     program = ProgramFactory(
         extra_questions=[
             {"key": "support", "label": "Support?", "type": "choice", "choices": ["Good", "Poor"]},

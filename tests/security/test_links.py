@@ -164,18 +164,18 @@ def test_rate_limits_can_be_turned_off_and_a_failing_cache_lets_partners_through
 ):
     invitation, token = link
     settings.NPS_LINK_WRITE_RATE = "1/m"
-    settings.RATELIMIT_ENABLE = False
+    settings.NPS_RATE_LIMIT_ENABLE = False
     client = Client(REMOTE_ADDR="203.0.113.12")
     assert [client.post(respond_url(token), {"score": "8"}).status_code for _ in range(3)] == [
         302
     ] * 3
 
-    settings.RATELIMIT_ENABLE = True
+    settings.NPS_RATE_LIMIT_ENABLE = True
 
     def cache_down(*args, **kwargs):
         raise ConnectionError("Redis is down")
 
-    monkeypatch.setattr("nps_project.security.get_usage", cache_down)
+    monkeypatch.setattr("nps_project.ratelimit.hit", cache_down)
     assert client.post(respond_url(token), {"score": "9"}).status_code == 302
     assert Response.objects.get().score == 9
 

@@ -261,10 +261,10 @@ def test_a_detractor_answer_creates_exactly_one_followup(client, token):
 def test_the_answer_is_stored_in_one_statement_and_nothing_else_is_done_inline(
     client, token, django_assert_num_queries, django_capture_on_commit_callbacks
 ):
-    """The partner's write path: the token lookup and one INSERT … ON CONFLICT in autocommit
-    (one transaction), no broker call; the settle tick does the rest."""
+    """The partner's write path: one INSERT … SELECT … ON CONFLICT that finds the link and
+    writes, in autocommit (one transaction), no broker call; the settle tick does the rest."""
     with django_capture_on_commit_callbacks(execute=False) as queued:
-        with django_assert_num_queries(2):
+        with django_assert_num_queries(1):
             answer = client.post(respond_url(token), {"score": "2", "comment": "Slow"})
     assert answer.status_code == 302
     assert queued == []
@@ -273,10 +273,24 @@ def test_the_answer_is_stored_in_one_statement_and_nothing_else_is_done_inline(
     assert response.settle_state == Response.SettleState.NEW
     assert not FollowUp.objects.exists()
 
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(1):
         client.post(respond_url(token), {"score": "4", "comment": "Slow, but better"})
     response.refresh_from_db()
     assert (response.score, response.settle_state, response.previous_score) == (4, "new", None)
+
+
+def test_an_answer_the_one_statement_cannot_take_is_looked_up_then_written(
+    client, token, invitation, django_assert_num_queries
+):
+    """A contact language that needs normalising (``de-AT``): the one statement writes
+    nothing, and the full path (lookup, then upsert) records it with the language it keeps."""
+    invitation.contact.language = "de-AT"
+    invitation.contact.save()
+    with django_assert_num_queries(3):  # the one statement (no row), the lookup, the upsert
+        answer = client.post(respond_url(token), {"score": "9", "comment": "Gut"})
+    assert answer.status_code == 302
+    response = Response.objects.get()
+    assert (response.score, response.language, response.comment) == (9, "de", "Gut")
 
 
 def test_an_answered_survey_shows_the_answer_and_until_when_it_can_change(
@@ -785,3 +799,37 @@ def test_a_staff_page_keeps_djangos_csrf_page(db):
 
     assert page.status_code == 403
     assert "CSRF verification failed" in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    "posted, queries, stored",
+    [
+        # (what the form posts, queries, what is stored or None for a 400 with nothing stored)
+        ({"score": "7", "wants_contact": "on"}, 1, (7, "", True, {})),
+        ({"score": "7", "comment": "  Fine  ", "q_x": ""}, 1, (7, "Fine", False, {})),
+        # Anything else takes the full path: the lookup, then the upsert or the 400 page.
+        ({"score": "7", "q_unknown": "ignored as the form ignores it"}, 2, (7, "", False, {})),
+        ({"score": "7", "wants_contact": "true"}, 2, (7, "", True, {})),
+        ({"score": " 7"}, 1, None),
+        ({"score": "7", "comment": "nul \x00 byte"}, 1, None),
+        ({"score": "7", "comment": "x" * 5001}, 1, None),
+        ({"comment": "no score"}, 1, None),
+    ],
+)
+def test_the_one_statement_takes_only_what_the_form_would_take_as_it_is(
+    client, token, posted, queries, stored, django_assert_num_queries
+):
+    with django_assert_num_queries(queries):
+        answer = client.post(respond_url(token), posted)
+    if stored is None:
+        assert answer.status_code == 400
+        assert not Response.objects.exists()
+    else:
+        assert answer.status_code == 302
+        response = Response.objects.get()
+        assert (
+            response.score,
+            response.comment,
+            response.wants_contact,
+            response.answers,
+        ) == stored

@@ -19,6 +19,7 @@ from surveys.services import (
     WaveClosedError,
     invitation_for_token,
     response_record,
+    response_record_for_token,
     response_settle,
     responses_settle_pending,
     token_issue,
@@ -191,7 +192,7 @@ def outage():
 def test_an_answer_sent_while_the_database_is_down_gets_a_retry_page_and_is_not_lost(
     client, outage, settings
 ):
-    settings.RATELIMIT_ENABLE = False
+    settings.NPS_RATE_LIMIT_ENABLE = False
     invitation = InvitationFactory()
     token = token_issue(invitation=invitation)
     url = reverse("surveys:respond", args=[token])
@@ -230,7 +231,7 @@ def test_an_answer_sent_while_the_database_is_down_gets_a_retry_page_and_is_not_
 
 @pytest.mark.django_db(transaction=True)
 def test_the_retry_page_is_in_the_browsers_language(client, outage, settings):
-    settings.RATELIMIT_ENABLE = False
+    settings.NPS_RATE_LIMIT_ENABLE = False
     token = token_issue(invitation=InvitationFactory())
     url = reverse("surveys:respond", args=[token])
 
@@ -240,3 +241,98 @@ def test_the_retry_page_is_in_the_browsers_language(client, outage, settings):
     assert page.status_code == 503
     assert page.headers["Content-Language"] == "de"
     assert "Antwort erneut senden" in page.content.decode()
+
+
+# --- The one statement: response_record_for_token ---------------------------------------------
+
+COMPARED_OUT = {"id", "invitation_id", "contact_id", "submitted_at", "updated_at"}
+
+
+def _columns(response: Response) -> dict:
+    return {
+        f.attname: getattr(response, f.attname)
+        for f in Response._meta.concrete_fields
+        if f.attname not in COMPARED_OUT
+    }
+
+
+def _two_answers(**partner_fields):
+    """Two invitations of one wave, to contacts of one partner: one answered each way."""
+    from tests.factories import ContactFactory, PartnerFactory, WaveFactory
+
+    wave = WaveFactory()
+    partner = PartnerFactory(**partner_fields)
+    return [
+        token_issue(
+            invitation=InvitationFactory(
+                wave=wave, contact=ContactFactory(partner=partner, language="fr")
+            )
+        )
+        for _ in range(2)
+    ]
+
+
+@pytest.mark.parametrize("region", ["EMEA", ""])
+def test_the_one_statement_writes_the_row_response_record_writes(region, cs_agent):
+    by_lookup, by_token = _two_answers(region=region, account_owner=cs_agent)
+    now = timezone.now()
+    record(by_lookup, 6, " Slow support ", wants_contact=True, now=now)
+    response_record_for_token(
+        token=by_token, score=6, comment=" Slow support ", wants_contact=True, now=now
+    )
+    first, second = (
+        Response.objects.get(invitation=invitation_for_token(t)) for t in (by_lookup, by_token)
+    )
+    assert _columns(second) == _columns(first)
+    assert (second.tier, second.region, second.account_owner_id, second.language) == (
+        first.partner.tier.name,
+        region,
+        cs_agent.pk,
+        "fr",
+    )
+    assert second.submitted_at == now and second.settle_state == SettleState.NEW
+
+
+def test_a_revision_by_the_one_statement_is_marked_as_response_records_is(token):
+    record(token, 3, "Slow")
+    response = Response.objects.get()
+    Response.objects.filter(pk=response.pk).update(settle_state=SettleState.DONE)
+    assert response_record_for_token(token=token, score=8, comment="Better now") == response.pk
+    response.refresh_from_db()
+    assert (response.score, response.category, response.previous_score) == (8, "passive", 3)
+    assert response.settle_state == SettleState.REVISED
+    # The same answer again changes nothing that needs settling.
+    Response.objects.filter(pk=response.pk).update(settle_state=SettleState.DONE)
+    response_record_for_token(token=token, score=8, comment="Better now")
+    response.refresh_from_db()
+    assert response.settle_state == SettleState.DONE
+
+
+def test_the_one_statement_writes_nothing_for_a_closed_wave_an_unknown_link_or_a_raw_language(
+    token,
+):
+    invitation = invitation_for_token(token)
+    assert response_record_for_token(token="A" * 32, score=5) is None
+    assert response_record_for_token(token="not a token", score=5) is None
+    invitation.contact.language = "DE"
+    invitation.contact.save()
+    assert response_record_for_token(token=token, score=5) is None  # the full path normalises
+    invitation.contact.language = "de"
+    invitation.contact.save()
+    Wave.objects.filter(pk=invitation.wave_id).update(status=Wave.Status.CLOSED)
+    assert response_record_for_token(token=token, score=5) is None
+    Wave.objects.filter(pk=invitation.wave_id).update(
+        status=Wave.Status.OPEN, opens_at=timezone.now() + dt.timedelta(hours=1)
+    )
+    assert response_record_for_token(token=token, score=5) is None
+    assert not Response.objects.exists()
+
+
+@pytest.mark.parametrize("score", [-1, 11, "7.5", None])
+def test_the_one_statement_refuses_a_bad_score_before_any_sql(
+    token, score, django_assert_num_queries
+):
+    from django.core.exceptions import ValidationError
+
+    with django_assert_num_queries(0), pytest.raises(ValidationError):
+        response_record_for_token(token=token, score=score)
