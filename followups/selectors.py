@@ -6,7 +6,18 @@ from __future__ import annotations
 import datetime as dt
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from nps_project import roles
@@ -64,7 +75,9 @@ def queue_tab_counts(*, user, filters: dict | None = None, now=None) -> dict[str
 
 
 def queue_followups(*, user, tab: str, filters: dict | None = None, now=None) -> QuerySet:
-    """The follow-ups of one queue tab, by due time (so overdue ones come first)."""
+    """The follow-ups of one queue tab, what needs doing first on top: overdue first contacts,
+    then the first contacts still to make by their due time, then the contacted ones by the
+    time they are due to be resolved (none set: last)."""
     now = now or timezone.now()
     condition = _tab_conditions(user, now)[tab]
     queryset = FollowUp.objects.filter(condition).select_related(
@@ -77,7 +90,18 @@ def queue_followups(*, user, tab: str, filters: dict | None = None, now=None) ->
     queryset = queue_filter(queryset, filters or {})
     if tab == "closed":
         return queryset.order_by("-updated_at", "-id")
-    return queryset.order_by("due_at", "id")
+    not_contacted = Q(first_contacted_at__isnull=True)
+    return queryset.order_by(
+        Case(
+            When(not_contacted & Q(due_at__lt=now), then=Value(0)),
+            When(not_contacted, then=Value(1)),
+            default=Value(2),
+        ),
+        Case(When(not_contacted, then=F("due_at")), default=F("resolution_due_at")).asc(
+            nulls_last=True
+        ),
+        "id",
+    )
 
 
 def cs_users() -> QuerySet:

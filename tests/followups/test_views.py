@@ -171,6 +171,46 @@ def test_the_default_tab_shows_my_open_followups_overdue_first(client, cs_agent,
     assert b"overdue" in response.content
 
 
+def test_the_team_tab_puts_late_first_contacts_first_and_contacted_ones_by_resolution_due(
+    client, cs_manager, cs_agent
+):
+    """A follow-up contacted long ago is not "more urgent" than an overdue first contact: after
+    the overdue ones come the first contacts still to make, then the contacted ones by the time
+    their resolution is due (none set: last)."""
+    now = timezone.now()
+    contacted = dict(status=Status.CONTACTED, first_contacted_at=now - dt.timedelta(days=60))
+    made = {
+        "contacted_no_resolution_due": FollowUpFactory(
+            due_at=now - dt.timedelta(days=90), resolution_due_at=None, **contacted
+        ),
+        "contacted_resolve_soon": FollowUpFactory(
+            due_at=now - dt.timedelta(days=80),
+            resolution_due_at=now + dt.timedelta(days=1),
+            **contacted,
+        ),
+        "contacted_resolve_later": FollowUpFactory(
+            due_at=now - dt.timedelta(days=85),
+            resolution_due_at=now + dt.timedelta(days=9),
+            **contacted,
+        ),
+        "due_tomorrow": FollowUpFactory(due_at=now + dt.timedelta(days=1)),
+        "late_by_hours": FollowUpFactory(due_at=now - dt.timedelta(hours=2), assignee=cs_agent),
+        "late_by_days": FollowUpFactory(due_at=now - dt.timedelta(days=2)),
+    }
+    client.force_login(cs_manager)
+    page = client.get(queue_url(), {"tab": "team"})
+    names = {f.pk: name for name, f in made.items()}
+    assert [names[f.pk] for f in page.context["page"].object_list] == [
+        "late_by_days",
+        "late_by_hours",
+        "due_tomorrow",
+        "contacted_resolve_soon",
+        "contacted_resolve_later",
+        "contacted_no_resolution_due",
+    ]
+    assert b"resolve by" in page.content
+
+
 @pytest.mark.parametrize(
     "tab, expected",
     [
