@@ -285,3 +285,19 @@ def test_a_long_trend_labels_every_other_wave_so_labels_do_not_overlap():
     chart = trend_chart(wave_summaries(program=program))
     assert len(chart["points"]) == 12
     assert [label["text"] for label in chart["labels"]] == ["M2", "M4", "M6", "M8", "M10", "M12"]
+
+
+def test_a_small_unanimous_wave_shows_no_margin_rather_than_plus_minus_zero(client, cs_agent):
+    """Two detractors: the formula's standard error is 0, which would read as certainty."""
+    program = ProgramFactory()
+    wave = wave_at(program, 10, label="Q4 2026")
+    answer(wave, 2, 5)
+    client.force_login(cs_agent)
+    page = client.get(URL, {"program": program.pk})
+    text = text_of(page)
+    assert "-100.0 ± –" in text
+    assert "± 0.0" not in text
+    assert "small sample : fewer than 30 responses, read with care; too few for a margin" in text
+    assert "Open 2 small sample -100.0 ± – 0 (0.0%) 0 (0.0%) 2 (100.0%)" in wave_row(
+        page, "Q4 2026"
+    )
