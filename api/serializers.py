@@ -332,6 +332,8 @@ class ResponseSerializer(strict.StrictModelSerializer):
             "score",
             "category",
             "comment",
+            "answers",
+            "wants_contact",
             "language",
             "tier",
             "partner_type",

@@ -156,6 +156,19 @@ def _get_followup(pk: int) -> FollowUp:
         raise Http404(_("No such follow-up.")) from exc
 
 
+def _extra_answers(response) -> list[tuple[str, str]]:
+    """(question, answer) for each extra question the partner answered, in the program's order;
+    an answer to a question since removed keeps its key as the label."""
+    if response is None or not response.answers:
+        return []
+    from surveys.forms import extra_questions
+
+    labels = {q["key"]: q["label"] for q in extra_questions(response.program)}
+    ordered = [key for key in labels if key in response.answers]
+    ordered += [key for key in response.answers if key not in labels]
+    return [(labels.get(key, key), str(response.answers[key])) for key in ordered]
+
+
 def _status_label(value: str) -> str:
     try:
         return Status(value).label
@@ -196,6 +209,7 @@ def detail(request, pk: int):
         "followup": followup,
         "contact": followup.invitation.contact if followup.invitation_id else None,
         "response": followup.response,
+        "answers": _extra_answers(followup.response),
         "partner": followup.partner,
         "events": events,
         "history": selectors.partner_responses(followup.partner),

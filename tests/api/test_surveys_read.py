@@ -105,6 +105,14 @@ def test_responses_are_cursor_paginated_newest_first(api, cs_agent, django_asser
     assert [r["score"] for r in page["results"]] == [4, 6]
 
 
+def test_a_response_shows_the_extra_answers_and_whether_the_partner_asked_to_be_contacted(
+    api, cs_agent
+):
+    ResponseFactory(score=3, wants_contact=True, answers={"support": "slow"})
+    body = api(cs_agent).get("/api/v1/responses/").json()["results"][0]
+    assert (body["answers"], body["wants_contact"]) == ({"support": "slow"}, True)
+
+
 def test_response_filters(api, cs_agent):
     wave = WaveFactory()
     ResponseFactory(

@@ -713,3 +713,27 @@ def test_a_shipped_and_announced_change_cannot_be_linked(client, cs_agent):
     response = client.post(action_url("link-change", followup), {"change": change.pk, "version": 1})
     assert flash(response) == ["Change: Choose a change that is still open for linking."]
     assert not change.followups.filter(pk=followup.pk).exists()
+
+
+def test_the_page_says_the_partner_asked_to_be_contacted_and_shows_extra_answers(client, cs_agent):
+    followup = FollowUpFactory(
+        assignee=cs_agent,
+        response__wants_contact=True,
+        response__answers={"support": "Slow <b>tickets</b>", "gone": "kept"},
+        response__invitation__wave__program__extra_questions=[
+            {"key": "plan", "label": "Your plan", "type": "choice", "choices": ["A"]},
+            {"key": "support", "label": "How is support?", "type": "text"},
+        ],
+    )
+    client.force_login(cs_agent)
+    html = client.get(detail_url(followup)).content.decode()
+    assert "<strong>Asked to be contacted</strong> about this answer." in html
+    assert "<dt>How is support?</dt><dd>Slow &lt;b&gt;tickets&lt;/b&gt;</dd>" in html
+    assert "<dt>gone</dt><dd>kept</dd>" in html  # a question since removed keeps its key
+    assert "Your plan" not in html  # not answered
+
+    followup.response.__class__.objects.filter(pk=followup.response_id).update(
+        wants_contact=False, answers={}
+    )
+    html = client.get(detail_url(followup)).content.decode()
+    assert "Asked to be contacted" not in html and 'class="facts answers"' not in html
