@@ -833,3 +833,36 @@ def test_the_one_statement_takes_only_what_the_form_would_take_as_it_is(
             response.wants_contact,
             response.answers,
         ) == stored
+
+
+@pytest.mark.parametrize(
+    "closes, page_text, email_text",
+    [
+        # Closing as Dec 24 begins: open until the end of Dec 23, not "Dec. 24, midnight".
+        (
+            dt.datetime(2026, 12, 24, 0, 0, tzinfo=dt.UTC),
+            "until Dec. 23, 2026, 11:59 p.m. (UTC)",
+            "The survey is open until Dec. 23, 2026,",
+        ),
+        (
+            dt.datetime(2026, 12, 24, 9, 0, tzinfo=dt.UTC),
+            "until Dec. 24, 2026, 9 a.m. (UTC)",
+            "The survey is open until Dec. 24, 2026,",
+        ),
+    ],
+)
+def test_partners_are_told_the_last_moment_they_can_answer(
+    client, invitation, token, closes, page_text, email_text
+):
+    from surveys.services import invitation_message
+
+    Wave.objects.filter(pk=invitation.wave_id).update(
+        opens_at=closes - dt.timedelta(days=14), closes_at=closes
+    )
+    invitation.refresh_from_db()
+    with time_machine.travel(closes - dt.timedelta(days=2), tick=False):
+        client.post(respond_url(token), {"score": "8"})
+        thanks = client.get(reverse("surveys:thanks", args=[token])).content.decode()
+        message = invitation_message(invitation=invitation, token=token)
+    assert f"You can change your answer {page_text}" in re.sub(r"\s+", " ", thanks)
+    assert email_text in re.sub(r"\s+", " ", message.body)
