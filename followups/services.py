@@ -674,21 +674,39 @@ def notice_recipients(change: Change):
     )
 
 
+# A follow-up whose contact can be emailed: not opted out, bounced or complained.
+_EMAILABLE_CONTACT = Q(
+    invitation__contact__opted_out_at__isnull=True,
+    invitation__contact__bounced_at__isnull=True,
+    invitation__contact__complained_at__isnull=True,
+)
+
+
+def contact_can_be_told(contact) -> bool:
+    """Whether a "you told us, we did" email may go to ``contact``."""
+    return (
+        contact.opted_out_at is None
+        and contact.bounced_at is None
+        and (contact.complained_at is None)
+    )
+
+
 @transaction.atomic
 def change_notify_partners(*, change_id: int, by) -> int:
     """Queue the "you told us, we did" email to every linked follow-up's contact.
 
     Only for a shipped change. One notice per change and follow-up (a constraint): asking twice
-    queues nothing new, except that failed notices are queued again. Sending happens in Celery
-    after commit. Returns how many were queued.
+    queues nothing new, except that failed notices are queued again. A contact who opted out,
+    bounced or complained gets none (the preview says so; staff tell them another way and close
+    the loop by hand). Sending happens in Celery after commit. Returns how many were queued.
     """
     _check_can_log_changes(by)
     change = Change.objects.select_for_update().get(pk=change_id)
     if change.status != Change.Status.SHIPPED:
         raise ValidationError(_("Ship the change before telling partners about it."))
-    followup_ids = list(change.followups.values_list("pk", flat=True))
-    if not followup_ids:
+    if not change.followups.exists():
         raise ValidationError(_("Link the follow-ups this change answers first."))
+    followup_ids = list(change.followups.filter(_EMAILABLE_CONTACT).values_list("pk", flat=True))
     # Only follow-ups without a notice of this change get one: a notice already queued is in the
     # hands of its task (and of the stale sweep), so asking twice enqueues nothing new.
     told = set(
@@ -703,9 +721,9 @@ def change_notify_partners(*, change_id: int, by) -> int:
     )
     # A notice that failed (its retries ran out) is tried again when staff ask again.
     failed = list(
-        PartnerNotice.objects.filter(change=change, status=PartnerNotice.Status.FAILED).values_list(
-            "pk", flat=True
-        )
+        PartnerNotice.objects.filter(
+            change=change, status=PartnerNotice.Status.FAILED, followup_id__in=followup_ids
+        ).values_list("pk", flat=True)
     )
     PartnerNotice.objects.filter(pk__in=failed).update(
         status=PartnerNotice.Status.QUEUED, attempts=0, requested_by=by
@@ -772,9 +790,10 @@ def notice_send(*, notice_id: int) -> bool:
         "requested_by",
     ).get(pk=notice_id)
     contact = notice.followup.invitation.contact
-    if contact.opted_out_at is not None or contact.bounced_at is not None:
+    if not contact_can_be_told(contact):  # opted out after the notice was queued
         PartnerNotice.objects.filter(pk=notice_id).update(
-            status=PartnerNotice.Status.FAILED, last_error="The contact opted out or bounced."
+            status=PartnerNotice.Status.FAILED,
+            last_error="The contact opted out, bounced or complained.",
         )
         return False
     page_url = partner_page_url(partner_page_token_issue(partner_id=notice.followup.partner_id))

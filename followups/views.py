@@ -473,6 +473,23 @@ def change_notify(request, pk: int):
                 request,
                 ngettext("Queued %(n)d email.", "Queued %(n)d emails.", queued) % {"n": queued},
             )
+            blocked = sum(
+                1
+                for followup in services.notice_recipients(change)
+                if not services.contact_can_be_told(followup.invitation.contact)
+            )
+            if blocked:
+                messages.warning(
+                    request,
+                    ngettext(
+                        "%(n)d contact opted out of email or bounced and was not emailed: tell "
+                        "them another way, then close the loop on the follow-up.",
+                        "%(n)d contacts opted out of email or bounced and were not emailed: tell "
+                        "them another way, then close the loop on their follow-ups.",
+                        blocked,
+                    )
+                    % {"n": blocked},
+                )
         return redirect("followups:change-detail", pk=pk)
     if change.status != Change.Status.SHIPPED:
         messages.error(request, _("Ship the change before telling partners about it."))
@@ -492,7 +509,7 @@ def change_notify(request, pk: int):
                 "from": message.from_email,
                 "subject": message.subject,
                 "body": message.body,
-                "blocked": contact.opted_out_at is not None or contact.bounced_at is not None,
+                "blocked": not services.contact_can_be_told(contact),
             }
         )
     return render(

@@ -339,6 +339,25 @@ def test_confirming_queues_one_notice_and_one_task_per_followup(
     assert len(callbacks) == 3
 
 
+def test_confirming_emails_only_the_contacts_the_preview_said_would_be_emailed(
+    client, cs_agent, django_capture_on_commit_callbacks
+):
+    reachable = FollowUpFactory()
+    opted_out = FollowUpFactory(response__invitation__contact__opted_out_at=timezone.now())
+    change = shipped_change(reachable, opted_out)
+    client.force_login(cs_agent)
+    assert "Send 1 email" in client.get(url("change-notify", change)).content.decode()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(url("change-notify", change))
+    assert flash(response) == [
+        "Queued 1 email.",
+        "1 contact opted out of email or bounced and was not emailed: tell them another way, "
+        "then close the loop on the follow-up.",
+    ]
+    assert [n.followup_id for n in PartnerNotice.objects.all()] == [reachable.pk]
+    assert len(callbacks) == 1
+
+
 def test_confirming_twice_queues_nothing_new(client, cs_agent, django_capture_on_commit_callbacks):
     change = shipped_change(FollowUpFactory())
     PartnerNotice.objects.create(

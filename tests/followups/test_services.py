@@ -610,20 +610,35 @@ def test_telling_an_unresolved_followups_partner_records_it_without_closing(
     assert reload(followup).status == Status.LOOP_CLOSED
 
 
-def test_an_opted_out_contacts_notice_fails_without_an_email(followup, shipped_change, cs_agent):
+def test_an_opted_out_contact_gets_no_notice_at_all(followup, shipped_change, cs_agent):
+    """The preview marks them; the request queues the others only, so no notice sits failed."""
     to_resolved(followup, cs_agent)
     contact = followup.response.contact
     contact.opted_out_at = timezone.now()
     contact.save()
+    assert change_notify_partners(change_id=shipped_change.pk, by=cs_agent) == 1  # the other
+    assert not PartnerNotice.objects.filter(followup=followup).exists()
+    stored = reload(followup)
+    assert (stored.status, stored.loop_closed_at) == (Status.RESOLVED, None)
+
+
+def test_a_contact_who_opts_out_after_the_notice_was_queued_gets_no_email(
+    followup, shipped_change, cs_agent
+):
+    to_resolved(followup, cs_agent)
     change_notify_partners(change_id=shipped_change.pk, by=cs_agent)
     notice = PartnerNotice.objects.get(followup=followup)
+    contact = followup.response.contact
+    contact.complained_at = timezone.now()
+    contact.save()
 
     assert notice_send(notice_id=notice.pk) is False
 
     assert mail.outbox == []
     notice.refresh_from_db()
     assert notice.status == PartnerNotice.Status.FAILED
-    assert notice.last_error == "The contact opted out or bounced."
+    assert notice.last_error == "The contact opted out, bounced or complained."
+    assert change_notify_partners(change_id=shipped_change.pk, by=cs_agent) == 0  # not again
     stored = reload(followup)
     assert (stored.status, stored.loop_closed_at) == (Status.RESOLVED, None)
 
