@@ -969,7 +969,17 @@ class Bench:
             due_at=long_ago, resolution_due_at=long_ago + dt.timedelta(days=1)
         )
         expected = len(chosen) * len(rules)
-        say(f"   {len(chosen)} follow-ups made overdue: {expected} escalations due")
+        # Past every rule at once, a follow-up is escalated (emailed, webhook) by the rule with
+        # the most hours of each measure; the lesser ones are recorded as passed with it.
+        fired = [
+            max((r for r in rules if r.measure == m), key=lambda r: (r.hours_overdue, -r.position))
+            for m in sorted({r.measure for r in rules})
+        ]
+        notified = len(chosen) * len(fired)
+        say(
+            f"   {len(chosen)} follow-ups made overdue: {expected} escalations due, "
+            f"{notified} of them notified (by {', '.join(r.name for r in fired)})"
+        )
 
         def state():
             return {
@@ -1014,8 +1024,8 @@ class Bench:
             now = state()
             return (
                 now["escalations"] == expected
-                and now["emails"] == {"sent": expected * args.managers}
-                and now["webhooks"] == {"delivered": expected}
+                and now["emails"] == {"sent": notified * args.managers}
+                and now["webhooks"] == {"delivered": notified}
             )
 
         try:
@@ -1034,14 +1044,14 @@ class Bench:
         R.check(
             "d",
             "every escalation email marked sent",
-            final["emails"] == {"sent": expected * args.managers},
-            f"{_fmt(final['emails'])}, {expected * args.managers:,} expected",
+            final["emails"] == {"sent": notified * args.managers},
+            f"{_fmt(final['emails'])}, {notified * args.managers:,} expected",
         )
         keys = collections.Counter(self._escalation_keys())
         wanted = {
             (pk, rule.name, f"manager{n}@managers.example")
             for pk in chosen
-            for rule in rules
+            for rule in fired
             for n in range(args.managers)
         }
         missing = wanted - set(keys)
@@ -1073,13 +1083,13 @@ class Bench:
         if in_window:
             R.note("d", "escalation emails sent twice by the kill window", f"{sorted(in_window)}")
         per_followup = self.receiver.events_by_subject("/slow", "followup.overdue")
-        wrong = [pk for pk in chosen if len(per_followup.get(pk, ())) != len(rules)]
+        wrong = [pk for pk in chosen if len(per_followup.get(pk, ())) != len(fired)]
         R.check(
             "d",
             "every followup.overdue event delivered (distinct event ids)",
-            not wrong and final["webhooks"] == {"delivered": expected},
+            not wrong and final["webhooks"] == {"delivered": notified},
             f"{sum(len(per_followup.get(pk, ())) for pk in chosen)} distinct event ids for "
-            f"{expected} escalations; rows {_fmt(final['webhooks'])}",
+            f"{notified} notified escalations; rows {_fmt(final['webhooks'])}",
         )
         counts = self.receiver.by_event_id("/slow", "followup.overdue")
         again = {eid: n for eid, n in counts.items() if n > 1}

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Max, Q
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 
 from nps_project import roles
@@ -990,7 +991,11 @@ def followups_escalate_due(*, now: dt.datetime | None = None, limit: int = 500) 
     not yet past it ends that rule's batch.
     """
     now = now or timezone.now()
-    rules = list(EscalationRule.objects.filter(is_active=True).order_by("position", "pk"))
+    # The most overdue rule first: a follow-up past several at once is escalated by that one,
+    # which records the lesser ones as passed (one email, not one per rule).
+    rules = list(
+        EscalationRule.objects.filter(is_active=True).order_by("-hours_overdue", "position", "pk")
+    )
     if not rules:
         return 0
     calendar = working_sla().calendar
@@ -1016,9 +1021,12 @@ def followup_escalate(
     *, followup_id: int, rule: EscalationRule, now: dt.datetime | None = None, calendar=None
 ) -> bool:
     """Escalate one follow-up by one rule, at most once (a unique constraint): raise its priority
-    to the rule's (never lower it), note it on the timeline, email the managers and emit
-    ``followup.overdue``. Locks the follow-up and checks again that it is open and overdue, so a
-    follow-up closed meanwhile is left alone. Returns True if escalated now."""
+    to the rule's (never lower it), note it on the timeline with how late it is, email the
+    managers and emit ``followup.overdue``. The active rules of the same measure with fewer
+    hours, past too, are recorded as applied with it (no email, no event of their own), so a
+    follow-up found months late is escalated once, by the rule that fits. Locks the follow-up
+    and checks again that it is open and overdue, so a follow-up closed meanwhile is left
+    alone. Returns True if escalated now."""
     now = now or timezone.now()
     calendar = calendar or working_sla().calendar
     followup = (
@@ -1036,9 +1044,19 @@ def followup_escalate(
             Escalation.objects.create(followup=followup, rule=rule, created_at=now)
     except IntegrityError:
         return False
+    passed = list(
+        EscalationRule.objects.filter(
+            is_active=True, measure=rule.measure, hours_overdue__lt=rule.hours_overdue
+        ).exclude(escalations__followup=followup)
+    )
+    Escalation.objects.bulk_create(
+        [Escalation(followup=followup, rule=r, created_at=now) for r in passed],
+        ignore_conflicts=True,
+    )
     old_priority = followup.priority
-    if PRIORITY_RANK[rule.raise_priority_to] > PRIORITY_RANK[followup.priority]:
-        followup.priority = rule.raise_priority_to
+    raise_to = max((rule, *passed), key=lambda r: PRIORITY_RANK[r.raise_priority_to])
+    if PRIORITY_RANK[raise_to.raise_priority_to] > PRIORITY_RANK[followup.priority]:
+        followup.priority = raise_to.raise_priority_to
         _bump(followup, "priority")
     event = FollowUpEvent.objects.create(
         followup=followup,
@@ -1046,8 +1064,12 @@ def followup_escalate(
         # The timeline shows "old -> new" only when the priority went up.
         old_value=old_priority if old_priority != followup.priority else "",
         new_value=followup.priority,
-        note=_("%(rule)s: due %(due)s.")
-        % {"rule": rule.name, "due": timezone.localtime(due).strftime("%Y-%m-%d %H:%M %Z")},
+        note=_("%(rule)s: due %(due)s, %(late)s late.")
+        % {
+            "rule": rule.name,
+            "due": timezone.localtime(due).strftime("%Y-%m-%d %H:%M %Z"),
+            "late": timesince(due, now, depth=1),
+        },
         created_at=now,
     )
     if rule.notify_managers:

@@ -72,7 +72,27 @@ def test_escalation_is_recorded_on_the_timeline(cs_agent):
     sweep(DUE + dt.timedelta(hours=1))
     event = followup.events.get(kind=Kind.ESCALATED)
     assert (event.old_value, event.new_value, event.actor) == ("normal", "high", None)
-    assert event.note == "First contact overdue: due 2027-03-01 10:00 UTC."
+    assert event.note == "First contact overdue: due 2027-03-01 10:00 UTC, 1\xa0hour late."
+
+
+def test_a_followup_found_long_overdue_is_escalated_once_by_the_rule_that_fits(
+    cs_manager, cs_agent
+):
+    """Three months late at the first sweep (beat was down, or the rules are new): one
+    escalation, by the "a day late" rule, one email per manager; the lesser rule is recorded as
+    passed, so it never fires later with "overdue" wording of its own."""
+    followup = overdue(assignee=cs_agent)
+    assert sweep(DUE + dt.timedelta(days=90)) == 1
+    followup.refresh_from_db()
+    assert followup.priority == "urgent"
+    assert set(followup.escalations.values_list("rule__name", flat=True)) == {
+        "First contact overdue",
+        "A day late",
+    }
+    [event] = followup.events.filter(kind=Kind.ESCALATED)
+    assert event.note == "A day late: due 2027-03-01 10:00 UTC, 2\xa0months late."
+    assert StaffEmail.objects.filter(kind="escalated").count() == 1  # maria, once
+    assert sweep(DUE + dt.timedelta(days=91)) == 0
 
 
 def test_escalation_emails_every_manager(cs_manager, cs_agent):
