@@ -10,7 +10,6 @@ import re
 import django_filters as filters
 from django import forms
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import get_text_list
 from django.utils.translation import gettext_lazy as _
@@ -264,18 +263,18 @@ class FollowUpFilter(FilterSet):
     assignee = IdFilter(field_name="assignee_id")
     unassigned = BooleanFilter(field_name="assignee", lookup_expr="isnull")
     partner = IdFilter(field_name="partner_id")
-    overdue = BooleanFilter(method="filter_overdue", help_text="Open, uncontacted, past due.")
+    overdue = BooleanFilter(
+        method="filter_overdue",
+        help_text="Late on first contact (uncontacted past due_at) or on resolution "
+        "(unresolved past resolution_due_at).",
+    )
 
     class Meta:
         model = FollowUp
         fields = ["status", "priority", "assignee", "unassigned", "partner", "overdue"]
 
     def filter_overdue(self, queryset, name, value):
-        overdue = Q(
-            status__in=FollowUp.OPEN_STATUSES,
-            first_contacted_at__isnull=True,
-            due_at__lt=timezone.now(),
-        )
+        overdue = FollowUp.overdue_q(timezone.now())
         return queryset.filter(overdue) if value else queryset.exclude(overdue)
 
 

@@ -343,8 +343,26 @@ class FollowUp(models.Model):
         return self.status in (self.Status.OPEN, self.Status.CONTACTED, self.Status.ACTION_PLANNED)
 
     def is_overdue(self, now=None) -> bool:
+        """Late on first contact (not contacted by ``due_at``) or on resolution (not resolved
+        by ``resolution_due_at``); ``overdue_q`` is the same rule in SQL."""
+        return self.first_contact_overdue(now) or self.resolution_overdue(now)
+
+    def first_contact_overdue(self, now=None) -> bool:
         now = now or timezone.now()
         return self.is_open and self.first_contacted_at is None and self.due_at < now
+
+    def resolution_overdue(self, now=None) -> bool:
+        now = now or timezone.now()
+        due = self.resolution_due_at
+        return self.awaits_resolution and due is not None and due < now
+
+    @classmethod
+    def overdue_q(cls, now) -> models.Q:
+        """``is_overdue`` as a filter."""
+        return Q(status__in=cls.OPEN_STATUSES, first_contacted_at__isnull=True, due_at__lt=now) | Q(
+            status__in=(cls.Status.OPEN, cls.Status.CONTACTED, cls.Status.ACTION_PLANNED),
+            resolution_due_at__lt=now,
+        )
 
 
 class FollowUpEvent(models.Model):

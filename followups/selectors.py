@@ -37,9 +37,8 @@ def _tab_conditions(user, now: dt.datetime) -> dict[str, Q]:
     return {
         "mine": OPEN & Q(assignee=user),
         "unassigned": OPEN & Q(assignee__isnull=True),
-        # Not yet contacted and past the first-contact due time: the same rule as
-        # FollowUp.is_overdue, written as SQL.
-        "overdue": OPEN & Q(first_contacted_at__isnull=True, due_at__lt=now),
+        # Late on first contact or on resolution (FollowUp.is_overdue).
+        "overdue": FollowUp.overdue_q(now),
         "team": OPEN,
         "closed": CLOSED,
     }
@@ -75,9 +74,9 @@ def queue_tab_counts(*, user, filters: dict | None = None, now=None) -> dict[str
 
 
 def queue_followups(*, user, tab: str, filters: dict | None = None, now=None) -> QuerySet:
-    """The follow-ups of one queue tab, what needs doing first on top: overdue first contacts,
-    then the first contacts still to make by their due time, then the contacted ones by the
-    time they are due to be resolved (none set: last)."""
+    """The follow-ups of one queue tab, what needs doing first on top: the overdue ones (late
+    on first contact or on resolution), then the first contacts still to make by their due
+    time, then the contacted ones by the time they are due to be resolved (none set: last)."""
     now = now or timezone.now()
     condition = _tab_conditions(user, now)[tab]
     queryset = FollowUp.objects.filter(condition).select_related(
@@ -93,7 +92,7 @@ def queue_followups(*, user, tab: str, filters: dict | None = None, now=None) ->
     not_contacted = Q(first_contacted_at__isnull=True)
     return queryset.order_by(
         Case(
-            When(not_contacted & Q(due_at__lt=now), then=Value(0)),
+            When(FollowUp.overdue_q(now), then=Value(0)),
             When(not_contacted, then=Value(1)),
             default=Value(2),
         ),

@@ -304,3 +304,22 @@ def test_outsider_cannot_bulk_reassign(api, outsider):
     answer = api(outsider).post(BULK, {"followup_ids": [followup.pk], "assignee": None})
     assert answer.status_code == 403
     assert error(answer)["message"] == "The API is for the customer-success team."
+
+
+def test_the_overdue_filter_counts_late_resolutions_too(api, cs_manager):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    late = FollowUpFactory(
+        status="contacted",
+        first_contacted_at=now - dt.timedelta(days=9),
+        resolution_due_at=now - dt.timedelta(days=2),
+    )
+    FollowUpFactory(
+        status="contacted", first_contacted_at=now, resolution_due_at=now + dt.timedelta(days=2)
+    )
+    body = api(cs_manager).get("/api/v1/followups/?overdue=true").json()
+    assert [f["id"] for f in body["results"]] == [late.pk]
+    assert body["results"][0]["is_overdue"] is True

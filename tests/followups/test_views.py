@@ -737,3 +737,30 @@ def test_the_page_says_the_partner_asked_to_be_contacted_and_shows_extra_answers
     )
     html = client.get(detail_url(followup)).content.decode()
     assert "Asked to be contacted" not in html and 'class="facts answers"' not in html
+
+
+def test_a_followup_late_on_resolution_is_overdue_too(client, cs_manager):
+    now = timezone.now()
+    late = FollowUpFactory(
+        status=Status.ACTION_PLANNED,
+        first_contacted_at=now - dt.timedelta(days=60),
+        due_at=now - dt.timedelta(days=61),
+        resolution_due_at=now - dt.timedelta(days=30),
+    )
+    resolved = FollowUpFactory(
+        status=Status.RESOLVED,
+        first_contacted_at=now - dt.timedelta(days=60),
+        due_at=now - dt.timedelta(days=61),
+        resolution_due_at=now - dt.timedelta(days=30),
+    )
+    in_time = FollowUpFactory(
+        status=Status.CONTACTED,
+        first_contacted_at=now - dt.timedelta(days=1),
+        resolution_due_at=now + dt.timedelta(days=3),
+    )
+    assert (late.is_overdue(), resolved.is_overdue(), in_time.is_overdue()) == (True, False, False)
+    client.force_login(cs_manager)
+    page = client.get(queue_url(), {"tab": "overdue"})
+    assert rows(page) == {late.pk}
+    assert {t["key"]: t["count"] for t in page.context["tabs"]}["overdue"] == 1
+    assert b"resolution overdue" in page.content

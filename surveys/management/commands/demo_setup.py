@@ -23,8 +23,8 @@ from followups.models import (
     PartnerNotice,
     RootCause,
 )
-from followups.services import followup_pick_assignee, followups_link_next_response
-from followups.sla import add_business_days
+from followups.services import followup_pick_assignee, followups_link_next_response, working_sla
+from followups.sla import add_business_days, add_business_hours
 from nps_project import roles
 from scoring.nps import category
 from surveys import services
@@ -323,12 +323,14 @@ class Command(BaseCommand):
     def _followup(self, response, wave_index, rng, staff, root_causes, changes, submitted):
         partner = response.partner
         assignee = followup_pick_assignee(partner=partner) or rng.choice(staff)
+        sla = working_sla()
         followup = FollowUp.objects.create(
             response=response,
             partner=partner,
             assignee=assignee,
             priority=FollowUp.Priority.HIGH if response.score <= 3 else FollowUp.Priority.NORMAL,
             due_at=add_business_days(submitted, settings.NPS_FOLLOWUP_SLA_BUSINESS_DAYS),
+            resolution_due_at=add_business_hours(submitted, sla.resolution_hours, sla.calendar),
             created_at=submitted,
         )
         events = [
