@@ -357,8 +357,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
-# Staff pages: no Referer beyond this site. Partner pages send "no-referrer" themselves (the
-# form page "same-origin", for the CSRF reason given in surveys/views.py).
+# Staff pages: no Referer beyond this site. Partner pages send "no-referrer" themselves.
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 

@@ -4,12 +4,12 @@ Nearly every partner request is the first opening of the form: no answer yet, no
 but the program's wording in the contact's language. Rendering that page through the template
 engine was a third of the request. ``FirstVisitPages`` renders it once per variant (the
 program and wave rows as they are, the display language, the ``?lang=`` choice and the score
-chosen by a score link) with placeholders for the three values that differ per partner: the
-link's token, the CSRF token and the contact's name. Each request then fills them in, in one
-pass over the page: the token and the CSRF token as they are (both are URL-safe and need no
-escaping, checked here), the name HTML-escaped, which is what the template engine does to a
-plain string. The placeholders hold a random part drawn per process, so no name can contain
-one, and a filled-in value is never scanned again.
+chosen by a score link) with placeholders for the two values that differ per partner: the
+link's token and the contact's name. Each request then fills them in, in one pass over the
+page: the token as it is (URL-safe, needing no escaping, checked here), the name
+HTML-escaped, which is what the template engine does to a plain string. The placeholders
+hold a random part drawn per process, so no name can contain one, and a filled-in value is
+never scanned again.
 
 The result is byte for byte the page the full render gives (``tests/surveys/test_form_page.py``
 compares them for hostile names, every language, score links, branding and extra questions).
@@ -44,9 +44,8 @@ class FirstVisitPages:
     def __init__(self, maxsize: int = 256):
         marker = f"nps{secrets.token_hex(8)}"
         self.token = f"{marker}token"
-        self.csrf = f"{marker}csrf"
         self.name = f"{marker}name"
-        self._pattern = re.compile(re.escape(marker) + "(token|csrf|name)")
+        self._pattern = re.compile(re.escape(marker) + "(token|name)")
         self._pages: OrderedDict[tuple, list[str]] = OrderedDict()
         self._lock = threading.Lock()
         self.maxsize = maxsize
@@ -55,13 +54,11 @@ class FirstVisitPages:
         """The contact (or invitation) for the render with placeholders: a name only."""
         return NameOnly(self.name, role, filled_by="surveys.form_page.FirstVisitPages")
 
-    def page(
-        self, key: tuple, *, render: Callable[[], str], token: str, csrf: str, name: str
-    ) -> str | None:
+    def page(self, key: tuple, *, render: Callable[[], str], token: str, name: str) -> str | None:
         """The page for ``key`` with the values filled in; ``render()`` makes it with the
         placeholders on a miss. None if a value cannot be filled in safely (the caller then
         renders the page in full)."""
-        if not (_URL_SAFE.fullmatch(token) and _URL_SAFE.fullmatch(csrf)):
+        if not _URL_SAFE.fullmatch(token):
             return None
         with self._lock:
             parts = self._pages.get(key)
@@ -73,7 +70,7 @@ class FirstVisitPages:
                 self._pages[key] = parts
                 while len(self._pages) > self.maxsize:
                     self._pages.popitem(last=False)
-        values = {"token": token, "csrf": csrf, "name": escape(name)}
+        values = {"token": token, "name": escape(name)}
         filled = parts.copy()
         filled[1::2] = [values[slot] for slot in parts[1::2]]
         return "".join(filled)

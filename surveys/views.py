@@ -25,7 +25,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.http import Http404, HttpResponse
-from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -54,10 +53,12 @@ logger = logging.getLogger(__name__)
 
 OPEN, NOT_OPEN_YET, CLOSED = "open", "not-open-yet", "closed"
 
-# The form page posts to itself with Django's CSRF check. Under "no-referrer" browsers send
-# ``Origin: null`` with a same-origin POST, which the CSRF check rejects, so the form page uses
-# "same-origin": the link still never reaches another site (the pages link to none).
-FORM_REFERRER_POLICY = "same-origin"
+# The survey form takes no CSRF token. CSRF protects an ambient credential (a session cookie)
+# that a forged cross-site POST would ride on; the form has none: the link's secret token is its
+# only credential, and a forged POST would have to carry it, which whoever knows it can do
+# anyway. So partner pages set no cookie at all, a phone that blocks cookies can still answer,
+# and every partner page sends "Referrer-Policy: no-referrer" (a CSRF check would have needed
+# "same-origin" for the Origin header). Staff pages keep Django's CSRF protection.
 
 
 # Partner pages have no inline style at all: their Content-Security-Policy says so.
@@ -107,15 +108,12 @@ def _try_again(request) -> HttpResponse:
             {
                 "fields": fields,
                 "action": request.get_full_path(),
-                "csrf_token": get_token(request),
                 "LANGUAGE_CODE": language,
             },
         )
     response = HttpResponse(html, status=503)
     response.headers["Retry-After"] = "30"
     response.headers["Content-Language"] = language
-    if fields:
-        response.headers["Referrer-Policy"] = FORM_REFERRER_POLICY
     return response
 
 
@@ -274,6 +272,7 @@ def _unavailable(request, invitation: Invitation, token: str, state: str):
     )
 
 
+@csrf_exempt  # the link's token is the credential: see the note at the top of the module
 @require_http_methods(["GET", "HEAD", "POST"])
 @partner_page
 def respond(request, token: str):
@@ -406,7 +405,6 @@ def _form_page(
         score=selected if request.method != "POST" else None,
         path=reverse("surveys:respond", args=[token]),
     )
-    response.headers["Referrer-Policy"] = FORM_REFERRER_POLICY
     return response
 
 
@@ -430,21 +428,17 @@ def _first_visit(request, invitation: Invitation, token: str, chosen: int | None
         stand_ins = {
             "contact": pages.stand_in("contact"),
             "invitation": pages.stand_in("invitation"),
-            "csrf_token": pages.csrf,
         }
         page = _form_page(
             request, invitation, pages.token, form, previous=None, stand_ins=stand_ins
         )
         return page.content.decode(page.charset)
 
-    html = pages.page(
-        key, render=render, token=token, csrf=get_token(request), name=invitation.contact.name
-    )
+    html = pages.page(key, render=render, token=token, name=invitation.contact.name)
     if html is None:
         return None
     response = HttpResponse(html)
     response.headers["Content-Language"] = language
-    response.headers["Referrer-Policy"] = FORM_REFERRER_POLICY
     return response
 
 

@@ -53,14 +53,13 @@ def survey_link(message) -> str:
 
 
 def answer(url: str, score: int, comment: str) -> requests.Response:
-    """Open the link as a browser does, then submit the form with its CSRF token."""
+    """Open the link as a browser does, then submit the form (the link is its credential)."""
     session = requests.Session()
     page = session.get(url, timeout=10)
     assert page.status_code == 200
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
     return session.post(
         url,
-        data={"csrfmiddlewaretoken": csrf, "score": str(score), "comment": comment},
+        data={"score": str(score), "comment": comment},
         headers={"Referer": url},
         timeout=10,
     )

@@ -58,7 +58,7 @@ def test_the_link_stops_taking_answers_when_the_wave_closes(client, link):
 
 @pytest.mark.parametrize(
     "name, policy",
-    [("thanks", "no-referrer"), ("unsubscribe", "no-referrer"), ("respond", "same-origin")],
+    [("thanks", "no-referrer"), ("unsubscribe", "no-referrer"), ("respond", "no-referrer")],
 )
 def test_partner_pages_send_no_referrer_and_a_strict_csp_without_third_party_script(
     client, link, name, policy
@@ -69,7 +69,7 @@ def test_partner_pages_send_no_referrer_and_a_strict_csp_without_third_party_scr
     page = client.get(reverse(f"surveys:{name}", args=[token]))
 
     assert page.status_code == 200
-    assert page["Referrer-Policy"] == policy  # the form page: same-origin, see surveys/views.py
+    assert page["Referrer-Policy"] == policy
     csp = page["Content-Security-Policy"]
     assert "script-src 'self'" in csp
     assert "style-src 'self';" in csp + ";"  # no 'unsafe-inline' on partner pages

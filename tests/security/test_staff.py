@@ -104,10 +104,12 @@ def test_only_the_known_endpoints_skip_djangos_csrf_check():
         for path, view in _views()
         if getattr(view, "csrf_exempt", False) and not path.startswith("api/")
     }
-    # One-click unsubscribe (RFC 8058, mail clients send no cookie) and the HMAC-signed
-    # delivery events. The API's views are csrf_exempt for token clients; DRF's
-    # SessionAuthentication enforces CSRF for browser sessions itself.
-    assert exempt == {"s/<str:token>/unsubscribe/", "delivery/events/"}
+    # The survey form and one-click unsubscribe (RFC 8058, mail clients send no cookie): the
+    # link's secret is their only credential, so there is no ambient one for CSRF to protect
+    # (see surveys/views.py); and the HMAC-signed delivery events. The API's views are
+    # csrf_exempt for token clients; DRF's SessionAuthentication enforces CSRF for browser
+    # sessions itself. Every staff page keeps Django's check.
+    assert exempt == {"s/<str:token>/", "s/<str:token>/unsubscribe/", "delivery/events/"}
 
 
 def test_an_api_post_with_a_session_but_no_csrf_token_is_refused(cs_manager):
