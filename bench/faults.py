@@ -302,7 +302,8 @@ def classify(method: str, response) -> str:
 
 
 class Browser:
-    """One partner's browser: a requests session holding the CSRF cookie."""
+    """One partner's browser: a requests session (the partner pages set no cookie; a CSRF
+    token found in a page would be sent back, as a browser would)."""
 
     def __init__(self, base_url: str):
         import requests
@@ -310,6 +311,7 @@ class Browser:
         self.base = base_url
         self.session = requests.Session()
         self.csrf = ""
+        self.last_page = ""
 
     def get(self, token: str) -> Outcome:
         import requests
@@ -318,6 +320,7 @@ class Browser:
             response = self.session.get(f"{self.base}/s/{token}/", timeout=30)
         except requests.RequestException as exc:
             return Outcome(token, "GET", None, "no answer", time.monotonic(), str(exc)[:200])
+        self.last_page = response.text
         found = CSRF_IN_FORM.search(response.text)
         if found:
             self.csrf = found.group(1)
@@ -367,12 +370,13 @@ class AnswerStorm:
         self._lock = threading.Lock()
 
     def prepare(self) -> None:
-        """Each browser opens a form once first, for its CSRF cookie."""
+        """Each browser opens a form once first, as a partner does (the form sets no cookie
+        and takes no CSRF token: the link is its credential)."""
         for browser, (token, _score, _comment) in zip(
             self.clients, itertools.cycle(self.answers), strict=False
         ):
             outcome = browser.get(token)
-            if not browser.csrf:
+            if outcome.status != 200 or 'name="score"' not in browser.last_page:
                 raise RuntimeError(f"the form did not open: {outcome}")
 
     def _record(self, outcome: Outcome, score: int | None = None) -> None:
