@@ -977,13 +977,19 @@ def _send_failed(invitation: Invitation, exc: Exception, *, now: dt.datetime) ->
     )
 
 
-def invitation_for_token(token: str) -> Invitation | None:
-    """The invitation a survey link belongs to, or None for an unknown token. Reads only."""
+def _link_hash(token) -> str | None:
+    """The stored hash of a survey link's token, or None for anything not shaped like one."""
     from .tokens import looks_like_token
 
     if not isinstance(token, str) or not token.isascii() or not looks_like_token(token):
         return None
-    return _INVITATION_BY_TOKEN_HASH.first(hash_token(token))
+    return hash_token(token)
+
+
+def invitation_for_token(token: str) -> Invitation | None:
+    """The invitation a survey link belongs to, or None for an unknown token. Reads only."""
+    token_hash = _link_hash(token)
+    return None if token_hash is None else _INVITATION_BY_TOKEN_HASH.first(token_hash)
 
 
 # The survey link's lookup, on every partner request: compiled once per process (see
@@ -1063,21 +1069,39 @@ def _answer_row(
         "program": invitation.wave.program_id,
         "partner": partner.pk,
         "contact": invitation.contact_id,
-        "score": score,
-        "category": score_category(score),
-        "comment": comment,
-        "answers": answers,
-        "wants_contact": wants_contact,
         "language": supported_language(invitation.contact.language),
         "tier": partner.tier_id,
         "partner_type": partner.partner_type_id,
         "region": partner.region,
         "account_owner": partner.account_owner_id,
+        **_answer_values(
+            score=score, comment=comment, answers=answers, wants_contact=wants_contact, now=now
+        ),
+    }
+
+
+def _answer_values(
+    *, score: int, comment: str, answers: dict[str, str], wants_contact: bool, now: dt.datetime
+) -> dict:
+    """The columns of an answer that come from the answer itself, not from the link."""
+    return {
+        "score": score,
+        "category": score_category(score),
+        "comment": comment,
+        "answers": answers,
+        "wants_contact": wants_contact,
         "submitted_at": now,
         "updated_at": now,
         "settle_state": Response.SettleState.NEW,
         "previous_score": None,
     }
+
+
+def _validated_comment(comment) -> str:
+    comment = (comment or "").strip()
+    if len(comment) > 5000:
+        raise ValidationError({"comment": _("Please keep your answer under 5,000 characters.")})
+    return comment
 
 
 @functools.cache
@@ -1215,9 +1239,7 @@ def response_record(
     """
     now = now or timezone.now()
     value = _validated_score(score)
-    comment = (comment or "").strip()
-    if len(comment) > 5000:
-        raise ValidationError({"comment": _("Please keep your answer under 5,000 characters.")})
+    comment = _validated_comment(comment)
     cleaned_answers = _validated_answers(invitation.wave.program, answers)
     if not invitation.wave.is_open_at(now):
         raise WaveClosedError
@@ -1266,26 +1288,15 @@ def response_record_for_token(
     partner's segment as it is at the first answer, "new" or "revised" for the settle tick.
     Raises ``ValidationError`` for a bad score or comment, before any SQL.
     """
-    from .tokens import looks_like_token
-
     now = now or timezone.now()
     value = _validated_score(score)
-    comment = (comment or "").strip()
-    if len(comment) > 5000:
-        raise ValidationError({"comment": _("Please keep your answer under 5,000 characters.")})
-    if not isinstance(token, str) or not token.isascii() or not looks_like_token(token):
+    comment = _validated_comment(comment)
+    token_hash = _link_hash(token)
+    if token_hash is None:
         return None
-    row = {
-        "score": value,
-        "category": score_category(value),
-        "comment": comment,
-        "answers": {},
-        "wants_contact": bool(wants_contact),
-        "submitted_at": now,
-        "updated_at": now,
-        "settle_state": Response.SettleState.NEW,
-        "previous_score": None,
-    }
+    row = _answer_values(
+        score=value, comment=comment, answers={}, wants_contact=bool(wants_contact), now=now
+    )
     connection = transaction.get_connection(Response.objects.db)
     params = [
         Response._meta.get_field(name).get_db_prep_save(row[name], connection)
@@ -1293,7 +1304,7 @@ def response_record_for_token(
         if name in row
     ]
     wave_time = Wave._meta.get_field("opens_at").get_db_prep_save(now, connection)
-    params += [hash_token(token), Wave.Status.OPEN, wave_time, wave_time]
+    params += [token_hash, Wave.Status.OPEN, wave_time, wave_time]
     params += sorted(_translated_languages())
     with connection.cursor() as cursor:
         cursor.execute(_token_upsert_sql(), params)

@@ -309,8 +309,7 @@ def respond(request, token: str):
                 # The wave closed between loading the invitation and writing the answer.
                 return _unavailable(request, invitation, token, CLOSED)
             else:
-                _language, override = _display_language(request, invitation)
-                return redirect(_with_lang(reverse("surveys:thanks", args=[token]), override))
+                return _thanks_redirect(request, token)
         status = 400
     else:
         chosen = parse_score(request.GET.get("score"))
@@ -358,8 +357,14 @@ def _record_plain_answer(request, token: str):
     )
     if recorded is None:
         return None
-    override = _language_override(request)
-    return redirect(_with_lang(reverse("surveys:thanks", args=[token]), override))
+    return _thanks_redirect(request, token)
+
+
+def _thanks_redirect(request, token: str):
+    """After an answer: the thank-you page, in the language ``?lang=`` chose, if any."""
+    return redirect(
+        _with_lang(reverse("surveys:thanks", args=[token]), _language_override(request))
+    )
 
 
 def _form_page(
